@@ -1,0 +1,174 @@
+//! Command-line flags (clap) and their resolution into library configuration.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use kefu::error::{Error, Result};
+use kefu::job::RunConfig;
+use kefu::rules::{RuleSet, PLATFORMS};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kefu",
+    version,
+    about = "Customer-service metrics (Pinduoduo, Taobao, Douyin, JD, Kuaishou, Xiaohongshu) from Parquet chat logs",
+    long_about = "kefu reads a Parquet table of e-commerce chat messages and writes the customer-service \
+metrics the platforms grade shops on, per shop and per agent and day, as Hive-partitioned Parquet.\n\n\
+Exit codes: 0 ok, 2 usage, 65 bad input data, 66 input missing, 75 I/O error (retry), 78 invalid rule file."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compute one day (or a range of days) and write its partitions.
+    Run(RunArgs),
+    /// Validate a rule file (or the presets) and print the resolved rule table.
+    Rules(RulesArgs),
+    /// Write a deterministic synthetic message table (for trying kefu, tests, benches).
+    Gen(GenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// Parquet file to write.
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// About how many rows (whole threads are generated).
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// Number of local days.
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+    /// Number of shops (traffic is skewed towards the first ones).
+    #[arg(long, default_value_t = 50)]
+    pub shops: u32,
+    /// First local day (Asia/Shanghai), YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date, default_value = "2024-05-16")]
+    pub start: NaiveDate,
+    /// Random seed: the same arguments always give the same table.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Sort rows by time instead of shuffling them.
+    #[arg(long)]
+    pub sorted: bool,
+    /// Parquet row-group size in rows.
+    #[arg(long)]
+    pub row_group_size: Option<usize>,
+}
+
+impl GenArgs {
+    pub fn resolve(&self) -> kefu::gen::GenConfig {
+        kefu::gen::GenConfig {
+            seed: self.seed,
+            rows: self.rows,
+            days: self.days,
+            shops: self.shops,
+            start: self.start,
+            shuffled: !self.sorted,
+            row_group_size: self.row_group_size,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Input messages: a Parquet file, a directory (searched recursively,
+    /// Hive `dt=` folders allowed) or a glob.
+    #[arg(long, value_name = "PATH")]
+    pub input: String,
+    /// Output directory; tables go to DIR/<table>/platform=P/dt=D/.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The preset to use (pdd, taobao, douyin, jd, kuaishou, xiaohongshu); also
+    /// the platform= partition name (with --rules, any name of [a-z0-9_-]).
+    #[arg(long, value_name = "NAME")]
+    pub platform: String,
+    /// The (first) local day to compute, YYYY-MM-DD.
+    #[arg(long, value_name = "D", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// Compute every day from --date to this one, inclusive, committing each in order.
+    #[arg(long, value_name = "D2", value_parser = parse_date)]
+    pub to: Option<NaiveDate>,
+    /// A rule file replacing the presets (a file without [[metric]] keeps the
+    /// presets and changes only the input settings).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Compute every day with the rule versions in force on this date.
+    #[arg(long, value_name = "D", value_parser = parse_date)]
+    pub rules_as_of: Option<NaiveDate>,
+    /// Worker threads (default: all cores). Never changes the output.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Fail on the first bad row instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Do not write the items (per-item detail) table.
+    #[arg(long)]
+    pub no_items: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    /// The preset to show (default: all of them).
+    #[arg(long, value_name = "NAME")]
+    pub platform: Option<String>,
+    /// A rule file to validate and show instead of the presets.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+}
+
+fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("`{s}` is not a date like 2024-05-16"))
+}
+
+/// The rule set of `--platform` / `--rules`.
+pub fn resolve_rules(platform: Option<&str>, rules: Option<&PathBuf>) -> Result<RuleSet> {
+    let preset = match platform {
+        Some(p) if PLATFORMS.iter().any(|(n, _)| *n == p) => Some(RuleSet::preset(p)?),
+        Some(p) if rules.is_none() => {
+            return Err(RuleSet::preset(p).expect_err("unknown platform").into())
+        }
+        _ => None,
+    };
+    match rules {
+        Some(path) => Ok(RuleSet::from_file(path, preset.as_ref())?),
+        None => Ok(preset.expect("a preset when no rule file is given")),
+    }
+}
+
+impl RunArgs {
+    pub fn resolve(&self) -> Result<RunConfig> {
+        let p = &self.platform;
+        if p.is_empty()
+            || p.len() > 64
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(Error::Usage(format!(
+                "--platform `{p}` must be 1-64 characters of a-z, 0-9, _ and - (it names the platform= partition)"
+            )));
+        }
+        let rules = resolve_rules(Some(p), self.rules.as_ref())?;
+        if self.threads == Some(0) {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        Ok(RunConfig {
+            input: self.input.clone(),
+            output: self.output.clone(),
+            platform: p.clone(),
+            rules,
+            from: self.date,
+            to: self.to.unwrap_or(self.date),
+            rules_as_of: self.rules_as_of,
+            strict: self.strict,
+            write_items: !self.no_items,
+        })
+    }
+}

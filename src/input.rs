@@ -1,0 +1,726 @@
+//! The message table (SPEC §1): find the files, read the columns and days a
+//! run needs, map names and values, drop bad and duplicate rows, and hand the
+//! engine one thread-ordered, integer-coded [`Messages`] table.
+//!
+//! Parquet is read with polars' lazy scan, one file at a time (files may have
+//! different schemas: some lack optional columns, some store ids as
+//! integers), with projection and a `ts` range predicate pushed into the
+//! scan so that row groups outside the run's days are skipped. Everything
+//! after the scan is plain Rust over integer columns.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone};
+use chrono_tz::Tz;
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::rules::InputSettings;
+
+pub const MS_PER_DAY: i64 = 86_400_000;
+
+/// Who sent a row (SPEC §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Sender {
+    Buyer = 0,
+    Agent = 1,
+    Bot = 2,
+    System = 3,
+}
+
+/// Bits of [`Messages::flags`].
+pub mod flag {
+    pub const AUTO: u8 = 1;
+    pub const ASSIST: u8 = 2;
+    pub const SPAM: u8 = 4;
+    pub const BLOCKED: u8 = 8;
+}
+
+/// No value, in the `u32`-coded columns.
+pub const NONE: u32 = u32::MAX;
+
+/// Days since 1970-01-01.
+pub fn day_number(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+}
+
+/// The date of a day number.
+pub fn day_date(n: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(n as i64)
+}
+
+/// The consumer rows of the run's days, ordered as SPEC §2 orders a thread:
+/// by shop and buyer (the thread), then `ts`, then buyer rows before all
+/// others, then input order. Strings are coded as indices into the name
+/// tables; only `peer_kind = consumer` rows that survived the bad-row and
+/// duplicate checks are here.
+#[derive(Debug, Default)]
+pub struct Messages {
+    pub shop_names: Vec<String>,
+    pub buyer_names: Vec<String>,
+    /// Index 0 is the empty string (no agent).
+    pub agent_names: Vec<String>,
+    pub shop: Vec<u32>,
+    pub buyer: Vec<u32>,
+    /// UTC milliseconds.
+    pub ts: Vec<i64>,
+    /// Local day number ([`day_number`]).
+    pub day: Vec<i32>,
+    /// Local milliseconds after midnight.
+    pub tod: Vec<i32>,
+    pub sender: Vec<Sender>,
+    pub flags: Vec<u8>,
+    pub agent: Vec<u32>,
+    /// Session id code, [`NONE`] for null or when the column is absent.
+    pub session: Vec<u32>,
+    /// Whether the input had a `session_id` column (else sessions are derived).
+    pub has_session_column: bool,
+    /// Row ranges of the threads, in order.
+    pub threads: Vec<(u32, u32)>,
+    pub stats: LoadStats,
+}
+
+impl Messages {
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+}
+
+/// What the load saw, for the run summary and the bad-row checks.
+#[derive(Debug, Default, Clone)]
+pub struct LoadStats {
+    pub files: usize,
+    /// Rows whose local day lies in the loaded days, plus bad rows.
+    pub rows_read: u64,
+    pub bad_rows: u64,
+    /// A few bad rows: "file, row N: reason".
+    pub bad_examples: Vec<String>,
+    pub duplicates: u64,
+    /// Rows left out because `peer_kind` is not `consumer`.
+    pub non_consumer: u64,
+    /// Rows per loaded local day (after bad rows and duplicates).
+    pub rows_per_day: Vec<(NaiveDate, u64)>,
+}
+
+// ---------------------------------------------------------------------------
+// Finding the files.
+
+/// The Parquet files of `input` (a file, a directory searched recursively, or
+/// a glob), in byte-wise path order. `dt=` folders whose date lies outside
+/// `keep` are skipped (SPEC §1).
+pub fn discover(input: &str, keep: (NaiveDate, NaiveDate)) -> Result<Vec<PathBuf>> {
+    let path = Path::new(input);
+    let mut files = Vec::new();
+    if path.is_file() {
+        files.push(path.to_path_buf());
+    } else if path.is_dir() {
+        walk(path, keep, &mut files)?;
+        if files.is_empty() {
+            return Err(Error::NoInput(format!(
+                "input directory {input} holds no Parquet files (names ending .parquet or .parq, \
+                 not starting with . or _) for the run's days"
+            )));
+        }
+    } else if input.contains(['*', '?', '[']) {
+        let entries = glob::glob(input)
+            .map_err(|e| Error::Usage(format!("--input {input}: not a valid glob pattern: {e}")))?;
+        let mut matched = 0;
+        for entry in entries {
+            let p = entry.map_err(|e| Error::Io(format!("--input {input}: {e}")))?;
+            matched += 1;
+            if dt_outside(&p, keep) {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, keep, &mut files)?;
+            } else {
+                files.push(p);
+            }
+        }
+        if matched == 0 {
+            return Err(Error::NoInput(format!(
+                "--input {input}: the glob matches no file"
+            )));
+        }
+    } else {
+        return Err(Error::NoInput(format!(
+            "--input {input}: no such file or directory"
+        )));
+    }
+    files.sort_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
+    files.dedup();
+    Ok(files)
+}
+
+fn walk(dir: &Path, keep: (NaiveDate, NaiveDate), out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::Io(format!(
+            "cannot list input directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::Io(format!("cannot list {}: {e}", dir.display())))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let p = entry.path();
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::Io(format!("cannot stat {}: {e}", p.display())))?;
+        let is_dir = ft.is_dir() || (ft.is_symlink() && p.is_dir());
+        if is_dir {
+            if !dt_outside(Path::new(name.as_ref()), keep) {
+                walk(&p, keep, out)?;
+            }
+        } else if name.ends_with(".parquet") || name.ends_with(".parq") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a path has a `dt=DATE` component with a date outside `keep`.
+fn dt_outside(p: &Path, keep: (NaiveDate, NaiveDate)) -> bool {
+    p.components().any(|c| {
+        let c = c.as_os_str().to_string_lossy();
+        let Some(v) = c.strip_prefix("dt=") else {
+            return false;
+        };
+        let d = NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(v, "%Y%m%d"));
+        matches!(d, Ok(d) if d < keep.0 || d > keep.1)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Reading.
+
+/// What to read: the local days `first..=last` (a run over D..D2 reads
+/// D..D2+1 for the reply horizon).
+#[derive(Debug, Clone, Copy)]
+pub struct DayRange {
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+/// One file's rows, with canonical column names; `ts` is in `unit`, naive
+/// (local) when `tz_aware` is false.
+struct FileRows {
+    path: PathBuf,
+    df: DataFrame,
+    unit: TimeUnit,
+    tz_aware: bool,
+    row_numbers: Vec<u32>,
+}
+
+const OPTIONAL_STRINGS: &[&str] = &["msg_id", "agent_id", "peer_kind", "session_id"];
+const OPTIONAL_BOOLS: &[&str] = &["auto", "assist", "spam", "blocked"];
+
+/// Reads `files` for `days` and builds the engine's table. Bad rows are
+/// counted and skipped; the run fails under `strict` or when their share
+/// exceeds the rule file's `max_bad_row_share`.
+pub fn load(
+    files: &[PathBuf],
+    settings: &InputSettings,
+    days: DayRange,
+    strict: bool,
+) -> Result<Messages> {
+    let first = day_number(days.first);
+    let last = day_number(days.last);
+    // A generous UTC window for the pushed-down predicate (local offsets lie
+    // within ±14 h, naive values are local); the exact day test comes after.
+    let lo_ms = first as i64 * MS_PER_DAY - 2 * MS_PER_DAY;
+    let hi_ms = (last as i64 + 1) * MS_PER_DAY + 2 * MS_PER_DAY;
+
+    let mut parts = Vec::with_capacity(files.len());
+    for path in files {
+        parts.push(read_file(path, settings, lo_ms, hi_ms)?);
+    }
+    // With a session_id column in any file, rows without one (null, or from a
+    // file lacking the column) are split by gaps among themselves (SPEC §2).
+    let has_session_column = parts
+        .iter()
+        .any(|p| p.df.get_column_index("session_id").is_some());
+    build(parts, settings, first, last, strict, has_session_column)
+}
+
+fn read_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> Result<FileRows> {
+    let shown = path.display().to_string();
+    let bad = |msg: String| Error::BadData(format!("input file {shown}: {msg}"));
+    let path_str = path
+        .to_str()
+        .ok_or_else(|| bad("the path is not valid UTF-8".to_string()))?;
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions {
+            enabled: Some(false),
+            ..Default::default()
+        },
+        glob: false,
+        rechunk: false,
+        ..Default::default()
+    };
+    let mut lf = LazyFrame::scan_parquet(PlRefPath::new(path_str), args)
+        .map_err(|e| bad(format!("cannot open as Parquet: {e}")))?;
+    let schema = lf.collect_schema().map_err(|e| {
+        bad(format!(
+            "cannot read the Parquet schema (truncated or not Parquet?): {e}"
+        ))
+    })?;
+
+    let name = |canonical: &'static str| settings.column(canonical).to_string();
+    let mut exprs: Vec<Expr> = Vec::new();
+    let string_col = |canonical: &'static str, required: bool| -> Result<Option<Expr>> {
+        let theirs = name(canonical);
+        match schema.get(theirs.as_str()) {
+            None if required => Err(bad(format!(
+                "required column `{theirs}`{} is missing (columns present: {})",
+                if theirs != canonical {
+                    format!(" (mapped from `{canonical}`)")
+                } else {
+                    String::new()
+                },
+                schema
+                    .iter_names()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            None => Ok(None),
+            Some(dt) if dt.is_string() || dt.is_integer() || dt.is_null() => Ok(Some(
+                col(theirs.as_str()).cast(DataType::String).alias(canonical),
+            )),
+            Some(dt) => Err(bad(format!(
+                "column `{theirs}` has type {dt}; `{canonical}` must be a string (or an integer id)"
+            ))),
+        }
+    };
+    for c in ["shop_id", "buyer_id", "sender"] {
+        exprs.push(string_col(c, true)?.expect("required"));
+    }
+    for c in OPTIONAL_STRINGS {
+        if let Some(e) = string_col(c, false)? {
+            exprs.push(e);
+        }
+    }
+    for c in OPTIONAL_BOOLS {
+        let theirs = name(c);
+        match schema.get(theirs.as_str()) {
+            None => {}
+            Some(DataType::Boolean) | Some(DataType::Null) => {
+                exprs.push(col(theirs.as_str()).cast(DataType::Boolean).alias(*c))
+            }
+            Some(dt) => {
+                return Err(bad(format!(
+                    "column `{theirs}` has type {dt}; `{c}` must be a boolean"
+                )))
+            }
+        }
+    }
+    let ts_name = name("ts");
+    let (unit, tz) = match schema.get(ts_name.as_str()) {
+        None => {
+            return Err(bad(format!(
+                "required column `{ts_name}` is missing (columns present: {})",
+                schema.iter_names().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        }
+        Some(DataType::Datetime(unit, tz)) => (*unit, tz.clone()),
+        Some(dt) => {
+            return Err(bad(format!(
+                "column `{ts_name}` has type {dt}; `ts` must be a Parquet timestamp (any unit, with or \
+                 without a time zone)"
+            )))
+        }
+    };
+    let per_ms = match unit {
+        TimeUnit::Milliseconds => 1,
+        TimeUnit::Microseconds => 1_000,
+        TimeUnit::Nanoseconds => 1_000_000,
+    };
+    let dtype = DataType::Datetime(unit, tz.clone());
+    let bound = |ms: i64| {
+        lit(Scalar::new_datetime(
+            ms.saturating_mul(per_ms),
+            unit,
+            tz.clone(),
+        ))
+    };
+    let ts = col(ts_name.as_str());
+    let predicate = ts.clone().is_null().or(ts
+        .clone()
+        .gt_eq(bound(lo_ms))
+        .and(ts.clone().lt(bound(hi_ms))));
+    exprs.push(ts.cast(dtype).alias("ts"));
+    // Row numbers within the file, for error messages and input order.
+    let df = lf
+        .with_row_index("__row", None)
+        .filter(predicate)
+        .select({
+            let mut e = vec![col("__row")];
+            e.extend(exprs);
+            e
+        })
+        .collect()
+        .map_err(|e| bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
+    let row_numbers: Vec<u32> = df
+        .column("__row")
+        .and_then(|c| c.cast(&DataType::UInt32))
+        .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
+        .map_err(|e| bad(format!("row index: {e}")))?;
+    let df = df.drop("__row").map_err(|e| bad(e.to_string()))?;
+    Ok(FileRows {
+        path: path.to_path_buf(),
+        df,
+        unit,
+        tz_aware: tz.is_some(),
+        row_numbers,
+    })
+}
+
+/// Local (day number, ms after midnight) of a UTC instant.
+#[inline]
+pub fn local_day_tod(tz: &Tz, utc_ms: i64) -> (i32, i32) {
+    let dt = DateTime::from_timestamp_millis(utc_ms)
+        .expect("in chrono's range")
+        .naive_utc();
+    let off = tz.offset_from_utc_datetime(&dt).fix().local_minus_utc() as i64 * 1000;
+    let local = utc_ms + off;
+    (
+        (local.div_euclid(MS_PER_DAY)) as i32,
+        local.rem_euclid(MS_PER_DAY) as i32,
+    )
+}
+
+/// The UTC instant of a naive local time in `tz`. An ambiguous time (clocks
+/// turned back) is read as the earlier instant; a time that does not exist
+/// (clocks turned forward) is read with the offset in force just before the
+/// change.
+pub fn local_to_utc(tz: &Tz, local_ms: i64) -> Option<i64> {
+    let ndt: NaiveDateTime = DateTime::from_timestamp_millis(local_ms)?.naive_utc();
+    let off = match tz.offset_from_local_datetime(&ndt) {
+        chrono::LocalResult::Single(o) => o.fix(),
+        chrono::LocalResult::Ambiguous(a, _) => a.fix(),
+        chrono::LocalResult::None => {
+            let before = ndt - chrono::Duration::hours(12);
+            tz.offset_from_utc_datetime(&before).fix()
+        }
+    };
+    Some(local_ms - off.local_minus_utc() as i64 * 1000)
+}
+
+/// Bounds on timestamps kept: 1900-01-01 to 2200-01-01 (outside, a row is bad).
+const TS_MIN_MS: i64 = -2_208_988_800_000;
+const TS_MAX_MS: i64 = 7_258_118_400_000;
+
+struct Interner {
+    map: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn new() -> Self {
+        Interner {
+            map: HashMap::new(),
+            names: Vec::new(),
+        }
+    }
+    fn with_empty() -> Self {
+        let mut i = Interner::new();
+        i.code("");
+        i
+    }
+    #[inline]
+    fn code(&mut self, s: &str) -> u32 {
+        if let Some(&c) = self.map.get(s) {
+            return c;
+        }
+        let c = self.names.len() as u32;
+        self.map.insert(s.to_string(), c);
+        self.names.push(s.to_string());
+        c
+    }
+}
+
+fn build(
+    parts: Vec<FileRows>,
+    settings: &InputSettings,
+    first: i32,
+    last: i32,
+    strict: bool,
+    has_session_column: bool,
+) -> Result<Messages> {
+    let tz = settings.timezone;
+    let mut stats = LoadStats {
+        files: parts.len(),
+        ..Default::default()
+    };
+    let mut shops = Interner::new();
+    let mut buyers = Interner::new();
+    let mut agents = Interner::with_empty();
+    let mut sessions = Interner::new();
+    let mut seen_ids: HashSet<(u32, i32, &str)> = HashSet::new();
+
+    // Unsorted rows, in input order.
+    let mut shop = Vec::new();
+    let mut buyer = Vec::new();
+    let mut ts_v = Vec::new();
+    let mut day_v = Vec::new();
+    let mut tod_v = Vec::new();
+    let mut sender_v = Vec::new();
+    let mut flags_v = Vec::new();
+    let mut agent_v = Vec::new();
+    let mut session_v = Vec::new();
+    let mut per_day: HashMap<i32, u64> = HashMap::new();
+
+    for part in &parts {
+        let df = &part.df;
+        let shown = part.path.display();
+        let s = |name: &str| -> Option<&StringChunked> {
+            df.column(name).ok().and_then(|c| c.str().ok())
+        };
+        let b = |name: &str| -> Option<&BooleanChunked> {
+            df.column(name).ok().and_then(|c| c.bool().ok())
+        };
+        let shop_c = s("shop_id").expect("selected");
+        let buyer_c = s("buyer_id").expect("selected");
+        let sender_c = s("sender").expect("selected");
+        let msg_c = s("msg_id");
+        let agent_c = s("agent_id");
+        let peer_c = s("peer_kind");
+        let session_c = s("session_id");
+        let flag_cols: Vec<(u8, Option<&BooleanChunked>)> = vec![
+            (flag::AUTO, b("auto")),
+            (flag::ASSIST, b("assist")),
+            (flag::SPAM, b("spam")),
+            (flag::BLOCKED, b("blocked")),
+        ];
+        let ts_phys: Vec<Option<i64>> = df
+            .column("ts")
+            .and_then(|c| c.datetime().map(|d| d.physical().iter().collect()))
+            .map_err(|e| Error::BadData(format!("input file {shown}: column ts: {e}")))?;
+        let per_ms: i64 = match part.unit {
+            TimeUnit::Milliseconds => 1,
+            TimeUnit::Microseconds => 1_000,
+            TimeUnit::Nanoseconds => 1_000_000,
+        };
+        // UTC ms and local day/time of every row, in parallel.
+        let times: Vec<Option<(i64, i32, i32)>> = ts_phys
+            .par_iter()
+            .map(|v| {
+                let raw = (*v)?.div_euclid(per_ms);
+                let utc = if part.tz_aware {
+                    raw
+                } else {
+                    local_to_utc(&tz, raw)?
+                };
+                if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
+                    return None;
+                }
+                let (d, t) = local_day_tod(&tz, utc);
+                Some((utc, d, t))
+            })
+            .collect();
+
+        let bad_row = |row: usize, reason: String, stats: &mut LoadStats| {
+            stats.bad_rows += 1;
+            stats.rows_read += 1;
+            if stats.bad_examples.len() < 5 {
+                stats
+                    .bad_examples
+                    .push(format!("{shown}, row {}: {reason}", part.row_numbers[row]));
+            }
+        };
+
+        for i in 0..df.height() {
+            let time = times[i];
+            // Rows outside the loaded days are not part of this read.
+            if let Some((_, d, _)) = time {
+                if d < first || d > last {
+                    continue;
+                }
+            }
+            let Some(shop_s) = shop_c.get(i) else {
+                bad_row(i, "shop_id is null".into(), &mut stats);
+                continue;
+            };
+            let Some(buyer_s) = buyer_c.get(i) else {
+                bad_row(i, "buyer_id is null".into(), &mut stats);
+                continue;
+            };
+            let Some((utc, d, t)) = time else {
+                let why = if ts_phys[i].is_none() {
+                    "ts is null"
+                } else {
+                    "ts is before 1900 or after 2200"
+                };
+                bad_row(i, why.into(), &mut stats);
+                continue;
+            };
+            let raw_sender = sender_c.get(i);
+            let mapped = raw_sender.map(|v| {
+                settings
+                    .sender_values
+                    .get(v)
+                    .map(String::as_str)
+                    .unwrap_or(v)
+            });
+            let sender = match mapped {
+                Some("buyer") => Sender::Buyer,
+                Some("agent") => Sender::Agent,
+                Some("bot") => Sender::Bot,
+                Some("system") => Sender::System,
+                Some(other) => {
+                    bad_row(
+                        i,
+                        format!("sender `{other}` is not buyer, agent, bot or system"),
+                        &mut stats,
+                    );
+                    continue;
+                }
+                None => {
+                    bad_row(i, "sender is null".into(), &mut stats);
+                    continue;
+                }
+            };
+            stats.rows_read += 1;
+            let shop_code = shops.code(shop_s);
+            // De-duplication: the first (shop_id, msg_id) of a local day wins.
+            if let Some(id) = msg_c.and_then(|c| c.get(i)) {
+                if !seen_ids.insert((shop_code, d, id)) {
+                    stats.duplicates += 1;
+                    continue;
+                }
+            }
+            if let Some(pk) = peer_c.and_then(|c| c.get(i)) {
+                if pk != "consumer" {
+                    stats.non_consumer += 1;
+                    continue;
+                }
+            }
+            *per_day.entry(d).or_default() += 1;
+            let mut f = 0u8;
+            for (bit, c) in &flag_cols {
+                if c.and_then(|c| c.get(i)).unwrap_or(false) {
+                    f |= bit;
+                }
+            }
+            shop.push(shop_code);
+            buyer.push(buyers.code(buyer_s));
+            ts_v.push(utc);
+            day_v.push(d);
+            tod_v.push(t);
+            sender_v.push(sender);
+            flags_v.push(f);
+            agent_v.push(match agent_c.and_then(|c| c.get(i)) {
+                Some(a) => agents.code(a),
+                None => 0,
+            });
+            session_v.push(match session_c.and_then(|c| c.get(i)) {
+                Some(sid) => sessions.code(sid),
+                None => NONE,
+            });
+        }
+    }
+
+    if stats.bad_rows > 0 {
+        let share = stats.bad_rows as f64 / stats.rows_read.max(1) as f64;
+        let examples = stats.bad_examples.join("; ");
+        if strict {
+            return Err(Error::BadData(format!(
+                "{} bad row(s) and --strict is set. Examples: {examples}",
+                stats.bad_rows
+            )));
+        }
+        if share > settings.max_bad_row_share {
+            return Err(Error::BadData(format!(
+                "{} of {} rows read are bad ({:.4}%), more than max_bad_row_share = {}. Examples: {examples}",
+                stats.bad_rows,
+                stats.rows_read,
+                share * 100.0,
+                settings.max_bad_row_share
+            )));
+        }
+    }
+
+    // Thread order: shop, buyer, ts, buyer rows first, input order.
+    let n = ts_v.len();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.par_sort_unstable_by_key(|&i| {
+        let i = i as usize;
+        (
+            shop[i],
+            buyer[i],
+            ts_v[i],
+            sender_v[i] != Sender::Buyer,
+            i as u32,
+        )
+    });
+    let take = |v: &Vec<u32>| -> Vec<u32> { order.iter().map(|&i| v[i as usize]).collect() };
+    let shop_s = take(&shop);
+    let buyer_s = take(&buyer);
+    let ts_s: Vec<i64> = order.iter().map(|&i| ts_v[i as usize]).collect();
+    let day_s: Vec<i32> = order.iter().map(|&i| day_v[i as usize]).collect();
+    let tod_s: Vec<i32> = order.iter().map(|&i| tod_v[i as usize]).collect();
+    let sender_s: Vec<Sender> = order.iter().map(|&i| sender_v[i as usize]).collect();
+    let flags_s: Vec<u8> = order.iter().map(|&i| flags_v[i as usize]).collect();
+    let agent_s = take(&agent_v);
+    let session_s = take(&session_v);
+
+    let mut threads = Vec::new();
+    let mut start = 0usize;
+    for i in 1..=n {
+        if i == n || shop_s[i] != shop_s[start] || buyer_s[i] != buyer_s[start] {
+            if n > 0 {
+                threads.push((start as u32, i as u32));
+            }
+            start = i;
+        }
+    }
+
+    let mut rows_per_day: Vec<(NaiveDate, u64)> = (first..=last)
+        .map(|d| (day_date(d), per_day.get(&d).copied().unwrap_or(0)))
+        .collect();
+    rows_per_day.sort();
+    stats.rows_per_day = rows_per_day;
+    drop(seen_ids);
+
+    Ok(Messages {
+        shop_names: shops.names,
+        buyer_names: buyers.names,
+        agent_names: agents.names,
+        shop: shop_s,
+        buyer: buyer_s,
+        ts: ts_s,
+        day: day_s,
+        tod: tod_s,
+        sender: sender_s,
+        flags: flags_s,
+        agent: agent_s,
+        session: session_s,
+        has_session_column,
+        threads,
+        stats,
+    })
+}
+
+/// Local date and time of a UTC instant, for display.
+pub fn local_datetime(tz: &Tz, utc_ms: i64) -> NaiveDateTime {
+    let (d, t) = local_day_tod(tz, utc_ms);
+    let date = day_date(d);
+    let secs = (t / 1000) as u32;
+    date.and_hms_milli_opt(secs / 3600, secs / 60 % 60, secs % 60, (t % 1000) as u32)
+        .expect("valid time of day")
+}

@@ -1,0 +1,16 @@
+//! kefu: e-commerce customer-service metrics from chat logs.
+//!
+//! Data flows one way: [`rules`] (TOML → validated rule set) → [`input`]
+//! (Parquet → thread-ordered messages of the run's days) → [`engine`]
+//! (items → counts) → [`output`] (tables, atomic partition commits). [`job`]
+//! strings them together for one run; the binary only parses flags.
+
+pub mod engine;
+pub mod error;
+pub mod gen;
+pub mod input;
+pub mod job;
+pub mod output;
+pub mod rules;
+
+pub use error::{Error, Result};

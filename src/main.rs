@@ -1,0 +1,76 @@
+//! The `kefu` binary: parse flags, resolve them, run, map errors to exit codes.
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kefu: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> kefu::Result<()> {
+    match cli.command {
+        Command::Rules(args) => {
+            if args.platform.is_none() && args.rules.is_none() {
+                for (p, _) in kefu::rules::PLATFORMS {
+                    println!(
+                        "{}",
+                        kefu::rules::render_table(&kefu::rules::RuleSet::preset(p)?)
+                    );
+                }
+            } else {
+                let set = cli::resolve_rules(args.platform.as_deref(), args.rules.as_ref())?;
+                print!("{}", kefu::rules::render_table(&set));
+            }
+            Ok(())
+        }
+        Command::Gen(args) => {
+            let cfg = args.resolve();
+            let rows = kefu::gen::write(&cfg, &args.output)?;
+            eprintln!("kefu: wrote {rows} rows to {}", args.output.display());
+            Ok(())
+        }
+        Command::Run(args) => {
+            let cfg = args.resolve()?;
+            if let Some(n) = args.threads {
+                // Both pools: rayon's (the engine) and polars' (the reader).
+                std::env::set_var("POLARS_MAX_THREADS", n.to_string());
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .map_err(|e| kefu::Error::Usage(format!("--threads {n}: {e}")))?;
+            }
+            let tty = std::io::stderr().is_terminal();
+            let mut log = |line: &str| {
+                if tty {
+                    eprintln!("{line}");
+                } else {
+                    eprintln!("kefu: {line}");
+                }
+            };
+            let started = std::time::Instant::now();
+            let days = kefu::job::run(&cfg, &mut log)?;
+            let rows: u64 = days.iter().map(|d| d.rows_read).sum();
+            let bad: u64 = days.iter().map(|d| d.bad_rows).sum();
+            log(&format!(
+                "done: {} day(s), {rows} rows read, {bad} bad, output in {}, {:.2}s",
+                days.len(),
+                cfg.output.display(),
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(())
+        }
+    }
+}
