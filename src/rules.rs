@@ -920,3 +920,203 @@ pub fn render_table(set: &RuleSet) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[[metric]]\nid = \"m\"\nunit = \"message\"\nkind = \"rate\"\nthreshold = 30\nhours = \"08:00-23:00\"\nresponders = [\"manual\"]\n";
+
+    fn err(text: &str) -> RuleError {
+        parse(text, "r.toml").expect_err("invalid")
+    }
+
+    #[test]
+    fn every_preset_is_valid() {
+        for (p, _) in PLATFORMS {
+            let set = RuleSet::preset(p).unwrap();
+            assert!(!set.metrics.is_empty(), "{p}");
+            assert!(
+                set.metrics
+                    .iter()
+                    .all(|m| m.id.starts_with(&format!("{p}."))),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let m = &parse(BASE, "r.toml").unwrap().metrics[0];
+        assert_eq!(m.unreplied, Unreplied::Fail);
+        assert_eq!(
+            (m.cross_day, m.bot_only, m.any_miss, m.window_days),
+            (Policy::Keep, Policy::Keep, false, 1)
+        );
+        assert_eq!(m.rule_version(), "m@");
+        let mean = parse(
+            &BASE.replace(
+                "kind = \"rate\"\nthreshold = 30\n",
+                "kind = \"mean_latency\"\n",
+            ),
+            "r.toml",
+        )
+        .unwrap();
+        assert_eq!(mean.metrics[0].unreplied, Unreplied::Exclude);
+        let set = parse("", "r.toml").unwrap();
+        assert_eq!(set.input.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(set.input.max_bad_row_share, 0.001);
+    }
+
+    #[test]
+    fn hours_parse() {
+        assert_eq!(
+            Hours::parse("08:00-24:00").unwrap(),
+            Hours {
+                start_ms: 8 * 3_600_000,
+                end_ms: 24 * 3_600_000
+            }
+        );
+        assert_eq!(Hours::parse("00:00-00:30").unwrap().end_ms, 1_800_000);
+        for bad in [
+            "08:00-08:00",
+            "23:00-08:00",
+            "8:00-23:00",
+            "08:00-24:01",
+            "25:00-26:00",
+            "08:60-09:00",
+            "08:00",
+            "x",
+        ] {
+            assert!(Hours::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                &format!("{BASE}colour = \"red\"\n"),
+                8,
+                "unknown field `colour`",
+            ),
+            (
+                &BASE.replace("threshold = 30", "threshold = \"30\""),
+                5,
+                "invalid type",
+            ),
+            (
+                &BASE.replace("threshold = 30", "threshold = 0"),
+                5,
+                "`threshold` must be a positive",
+            ),
+            (
+                &BASE.replace("threshold = 30", "threshold = -5"),
+                5,
+                "`threshold` must be a positive",
+            ),
+            (
+                &BASE.replace("threshold = 30\n", ""),
+                1,
+                "`threshold` is required",
+            ),
+            (&BASE.replace("08:00-23:00", "23:00-08:00"), 6, "`hours`"),
+            (
+                &BASE.replace("[\"manual\"]", "[\"robot\"]"),
+                7,
+                "not a responder class",
+            ),
+            (&BASE.replace("[\"manual\"]", "[]"), 7, "at least one class"),
+            (
+                &BASE.replace("[\"manual\"]", "[\"manual\", \"manual\"]"),
+                7,
+                "listed twice",
+            ),
+            (
+                &format!("{BASE}cap = 600\n"),
+                8,
+                "`cap` does not apply to a rate",
+            ),
+            (
+                &format!("{BASE}any_miss = true\n"),
+                8,
+                "`any_miss` does not apply",
+            ),
+            (
+                &format!("{BASE}cross_day = \"exclude\"\n"),
+                8,
+                "`cross_day` does not apply",
+            ),
+            (
+                &format!("{BASE}session_gap = 600\n"),
+                8,
+                "`session_gap` does not apply",
+            ),
+            (&format!("{BASE}unreplied = 600\n"), 8, "a rate takes"),
+            (
+                &BASE.replace("message", "session"),
+                1,
+                "`session_gap` is required",
+            ),
+            (&BASE.replace("message", "thread"), 3, "`unit`: `thread`"),
+            (
+                &format!("{BASE}effective_from = 2024-05-02\neffective_to = 2024-05-01\n"),
+                9,
+                "before `effective_from`",
+            ),
+            (
+                &format!("{BASE}effective_from = \"yesterday\"\n"),
+                8,
+                "`effective_from`",
+            ),
+            (&format!("{BASE}window_days = 0\n"), 8, "`window_days`"),
+            (
+                &format!("{BASE}{}", BASE.replace("[[metric]]\n", "[[metric]]\n")),
+                8,
+                "overlaps",
+            ),
+            ("timezone = \"Mars/Olympus\"\n", 1, "not an IANA time zone"),
+            ("max_bad_row_share = 2.0\n", 1, "between 0 and 1"),
+            (
+                "[input.columns]\nshop = \"x\"\n",
+                2,
+                "not a column of the message table",
+            ),
+            (
+                "[input.sender_values]\n\"0\" = \"customer\"\n",
+                2,
+                "not one of buyer, agent, bot, system",
+            ),
+        ];
+        for (text, line, fragment) in cases {
+            let e = err(text);
+            assert_eq!(e.line, Some(*line), "{fragment}: {e}");
+            assert!(
+                e.message.contains(fragment),
+                "expected `{fragment}` in: {e}"
+            );
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("rule file r.toml, line {line}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn versions_may_follow_each_other() {
+        let a = format!("{BASE}effective_to = 2024-05-01\n");
+        let b = format!("{BASE}effective_from = 2024-05-02\n");
+        let set = parse(&format!("{a}{b}"), "r.toml").unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            set.in_force(d("2024-05-01"))[0].effective_to,
+            Some(d("2024-05-01"))
+        );
+        assert_eq!(
+            set.in_force(d("2024-05-02"))[0].rule_version(),
+            "m@2024-05-02"
+        );
+        assert_eq!(set.in_force(d("2024-05-02")).len(), 1);
+    }
+}
