@@ -1070,11 +1070,7 @@ mod tests {
                 "`effective_from`",
             ),
             (&format!("{BASE}window_days = 0\n"), 8, "`window_days`"),
-            (
-                &format!("{BASE}{}", BASE.replace("[[metric]]\n", "[[metric]]\n")),
-                8,
-                "overlaps",
-            ),
+            (&format!("{BASE}{BASE}"), 8, "overlaps"),
             ("timezone = \"Mars/Olympus\"\n", 1, "not an IANA time zone"),
             ("max_bad_row_share = 2.0\n", 1, "between 0 and 1"),
             (
