@@ -47,9 +47,25 @@ pub struct DaySummary {
     pub seconds: f64,
 }
 
+/// Progress of a run, for the caller to show (a bar on a terminal, log lines
+/// otherwise).
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Day `index` (0-based) of `total` starts.
+    DayStarted {
+        index: usize,
+        total: usize,
+        day: NaiveDate,
+    },
+    /// A line for the log: what is being read, warnings, counts.
+    Line(&'a str),
+    /// A day is committed.
+    DayDone(&'a DaySummary),
+}
+
 /// Runs every day of `cfg` in order, committing each before the next; the
-/// first failure stops the run. `log` receives progress lines.
-pub fn run(cfg: &RunConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<DaySummary>> {
+/// first failure stops the run. `progress` receives [`Event`]s.
+pub fn run(cfg: &RunConfig, progress: &mut dyn FnMut(Event)) -> Result<Vec<DaySummary>> {
     if cfg.to < cfg.from {
         return Err(Error::Usage(format!(
             "--to {} is before --date {}",
@@ -59,6 +75,11 @@ pub fn run(cfg: &RunConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<DaySummary>
     let days: Vec<NaiveDate> = cfg.from.iter_days().take_while(|d| *d <= cfg.to).collect();
     let mut out = Vec::new();
     for (k, &day) in days.iter().enumerate() {
+        progress(Event::DayStarted {
+            index: k,
+            total: days.len(),
+            day,
+        });
         let started = Instant::now();
         let as_of = cfg.rules_as_of.unwrap_or(day);
         let metrics = cfg.rules.in_force(as_of);
@@ -70,12 +91,15 @@ pub fn run(cfg: &RunConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<DaySummary>
             next.succ_opt().unwrap_or(next),
         );
         let files = input::discover(&cfg.input, keep)?;
-        log(&format!(
-            "[{}/{}] {day}: reading {} file(s) for {day} and {next}",
-            k + 1,
-            days.len(),
-            files.len()
-        ));
+        line(
+            progress,
+            &format!(
+                "[{}/{}] {day}: reading {} file(s) for {day} and {next}",
+                k + 1,
+                days.len(),
+                files.len()
+            ),
+        );
         let msgs = input::load(
             &files,
             &cfg.rules.input,
@@ -87,7 +111,7 @@ pub fn run(cfg: &RunConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<DaySummary>
         )?;
         let stats = &msgs.stats;
         for ex in &stats.bad_examples {
-            log(&format!("  warning: bad row skipped: {ex}"));
+            line(progress, &format!("  warning: bad row skipped: {ex}"));
         }
         let day_rows = stats
             .rows_per_day
@@ -100,13 +124,14 @@ pub fn run(cfg: &RunConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<DaySummary>
             .find(|(d, _)| *d == next)
             .map_or(0, |x| x.1);
         if day_rows == 0 {
-            log(&format!(
-                "  warning: no messages on {day}: writing empty partitions"
-            ));
+            line(
+                progress,
+                &format!("  warning: no messages on {day}: writing empty partitions"),
+            );
         }
         let next_day_missing = next_rows == 0;
         if next_day_missing {
-            log(&format!(
+            line(progress, &format!(
                 "  warning: no messages on {next}: replies after midnight are not seen yet, so {day} \
                  is provisional; re-run it once {next} has landed"
             ));
@@ -150,16 +175,25 @@ pub fn run(cfg: &RunConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<DaySummary>
             next_day_missing,
             seconds: started.elapsed().as_secs_f64(),
         };
-        log(&format!(
-            "  {day}: {} rows read, {} bad, {} duplicate; {} shop rows; {:.2}s",
-            summary.rows_read, summary.bad_rows, summary.duplicates, shop_rows, summary.seconds
-        ));
+        line(
+            progress,
+            &format!(
+                "  {day}: {} rows read, {} bad, {} duplicate; {} shop rows; {:.2}s",
+                summary.rows_read, summary.bad_rows, summary.duplicates, shop_rows, summary.seconds
+            ),
+        );
         for (id, counted, excluded) in &summary.items {
-            log(&format!(
-                "    {id}: {counted} items counted, {excluded} excluded"
-            ));
+            line(
+                progress,
+                &format!("    {id}: {counted} items counted, {excluded} excluded"),
+            );
         }
+        progress(Event::DayDone(&summary));
         out.push(summary);
     }
     Ok(out)
+}
+
+fn line(progress: &mut dyn FnMut(Event), text: &str) {
+    progress(Event::Line(text));
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command};
+use kefu::job::Event;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,24 +53,39 @@ fn run(cli: Cli) -> kefu::Result<()> {
                     .build_global()
                     .map_err(|e| kefu::Error::Usage(format!("--threads {n}: {e}")))?;
             }
-            let tty = std::io::stderr().is_terminal();
-            let mut log = |line: &str| {
-                if tty {
-                    eprintln!("{line}");
-                } else {
-                    eprintln!("kefu: {line}");
-                }
-            };
             let started = std::time::Instant::now();
-            let days = kefu::job::run(&cfg, &mut log)?;
+            let days = if std::io::stderr().is_terminal() {
+                let bar = indicatif::ProgressBar::new(0).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} days {msg} [{elapsed}]",
+                    )
+                    .expect("a valid template"),
+                );
+                let result = kefu::job::run(&cfg, &mut |event| match event {
+                    Event::DayStarted { total, day, .. } => {
+                        bar.set_length(total as u64);
+                        bar.set_message(day.to_string());
+                    }
+                    Event::Line(line) => bar.println(line),
+                    Event::DayDone(_) => bar.inc(1),
+                });
+                bar.finish_and_clear();
+                result?
+            } else {
+                kefu::job::run(&cfg, &mut |event| {
+                    if let Event::Line(line) = event {
+                        eprintln!("kefu: {line}");
+                    }
+                })?
+            };
             let rows: u64 = days.iter().map(|d| d.rows_read).sum();
             let bad: u64 = days.iter().map(|d| d.bad_rows).sum();
-            log(&format!(
-                "done: {} day(s), {rows} rows read, {bad} bad, output in {}, {:.2}s",
+            eprintln!(
+                "kefu: done: {} day(s), {rows} rows read, {bad} bad, output in {}, {:.2}s",
                 days.len(),
                 cfg.output.display(),
                 started.elapsed().as_secs_f64()
-            ));
+            );
             Ok(())
         }
     }
