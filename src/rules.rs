@@ -359,6 +359,31 @@ impl Lines<'_> {
 }
 
 /// Parses and validates a rule file's text. `source` names it in errors.
+///
+/// ```
+/// let set = kefu::rules::parse(
+///     r#"
+/// timezone = "Asia/Shanghai"
+/// [[metric]]
+/// id = "jd.first_response_rate_30s"
+/// unit = "session"
+/// kind = "rate"
+/// threshold = 30
+/// hours = "09:00-23:00"
+/// responders = ["manual"]
+/// session_gap = 600
+/// "#,
+///     "jd.toml",
+/// )
+/// .unwrap();
+/// let m = &set.metrics[0];
+/// assert_eq!(m.threshold_ms, Some(30_000));
+/// assert!(m.hours.contains(9 * 3_600_000) && !m.hours.contains(23 * 3_600_000));
+/// assert_eq!(m.rule_version(), "jd.first_response_rate_30s@");
+///
+/// let err = kefu::rules::parse("[[metric]]\nid = \"x\"\nunit = \"round\"\n", "bad.toml").unwrap_err();
+/// assert_eq!(err.to_string(), "rule file bad.toml, line 1: metric `x`: `kind` is required");
+/// ```
 pub fn parse(text: &str, source: &str) -> Result<RuleSet, RuleError> {
     let lines = Lines(text);
     let raw: RawFile = toml::from_str(text).map_err(|e| {
