@@ -96,6 +96,8 @@ impl Messages {
 #[derive(Debug, Default, Clone)]
 pub struct LoadStats {
     pub files: usize,
+    /// Rows read (in the loaded days, bad rows included) per input file.
+    pub file_rows: Vec<(String, u64)>,
     /// Rows whose local day lies in the loaded days, plus bad rows.
     pub rows_read: u64,
     pub bad_rows: u64,
@@ -486,6 +488,7 @@ fn build(
     let mut per_day: HashMap<i32, u64> = HashMap::new();
 
     for part in &parts {
+        let rows_before = stats.rows_read;
         let df = &part.df;
         let shown = part.path.display();
         let s = |name: &str| -> Option<&StringChunked> {
@@ -633,6 +636,10 @@ fn build(
                 None => NONE,
             });
         }
+        stats.file_rows.push((
+            part.path.display().to_string(),
+            stats.rows_read - rows_before,
+        ));
     }
 
     if stats.bad_rows > 0 {

@@ -20,7 +20,13 @@ use crate::input::Messages;
 use crate::rules::{Kind, Metric};
 
 /// The tables a day writes.
-pub const TABLES: &[&str] = &["shop_daily", "agent_daily", "items"];
+pub const TABLES: &[&str] = &[
+    "shop_daily",
+    "agent_daily",
+    "items",
+    "shop_rolling",
+    "alerts",
+];
 
 /// The value of a metric row: a share for rates, seconds for mean latency.
 pub fn value(kind: Kind, numerator: i64, denominator: i64) -> f64 {
@@ -204,6 +210,7 @@ pub fn commit_partition(
         Error::Io(format!("cannot {what} {}: {e}", p.display()))
     };
     fs::create_dir_all(&dir).map_err(|e| io("create", &dir, &e))?;
+    remove_stale_staging(&dir);
     let final_path = dir.join("part-0.parquet");
     let staged = dir.join(format!(".part-0.parquet.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
@@ -225,4 +232,236 @@ pub fn commit_partition(
         let _ = fs::remove_file(&staged);
     }
     result.map(|_| final_path)
+}
+
+/// Removes staging files a killed run left in a partition folder: only names
+/// kefu itself gives them (`.part-0.parquet.<pid>.tmp`,
+/// `._manifest.json.<pid>.tmp`), never anything else.
+fn remove_stale_staging(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let ours = [".part-0.parquet.", "._manifest.json."].iter().any(|p| {
+            name.strip_prefix(p)
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if ours {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// One `shop_daily` row as read back from a committed partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    pub shop_id: String,
+    pub metric: String,
+    pub numerator: i64,
+    pub denominator: i64,
+}
+
+/// Reads a committed `shop_daily` partition, or None when it does not exist.
+pub fn read_shop_daily(
+    out: &Path,
+    platform: &str,
+    day: NaiveDate,
+) -> Result<Option<Vec<DailyRow>>> {
+    let path = partition_dir(out, "shop_daily", platform, day).join("part-0.parquet");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::BadData(format!(
+            "cannot read the committed partition {}: {e}",
+            path.display()
+        ))
+    };
+    let p = path.to_str().ok_or_else(|| bad(&"path is not UTF-8"))?;
+    let df = LazyFrame::scan_parquet(PlRefPath::new(p), Default::default())
+        .and_then(|lf| {
+            lf.select([
+                col("shop_id"),
+                col("metric"),
+                col("numerator"),
+                col("denominator"),
+            ])
+            .collect()
+        })
+        .map_err(|e| bad(&e))?;
+    let s = |n: &str| {
+        df.column(n)
+            .and_then(|c| c.str().cloned())
+            .map_err(|e| bad(&e))
+    };
+    let i = |n: &str| {
+        df.column(n)
+            .and_then(|c| c.i64().cloned())
+            .map_err(|e| bad(&e))
+    };
+    let (shop, metric, num, den) = (
+        s("shop_id")?,
+        s("metric")?,
+        i("numerator")?,
+        i("denominator")?,
+    );
+    Ok(Some(
+        (0..df.height())
+            .map(|k| DailyRow {
+                shop_id: shop.get(k).unwrap_or_default().to_string(),
+                metric: metric.get(k).unwrap_or_default().to_string(),
+                numerator: num.get(k).unwrap_or(0),
+                denominator: den.get(k).unwrap_or(0),
+            })
+            .collect(),
+    ))
+}
+
+/// A metric row of `shop_rolling` or an alert's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub shop_id: String,
+    pub metric: String,
+    pub numerator: i64,
+    pub denominator: i64,
+    pub value: f64,
+    pub rule_version: String,
+    pub window_days: u32,
+}
+
+/// `shop_rolling` from its rows (sorted here by shop_id, metric).
+pub fn shop_rolling(rows: &mut [MetricRow]) -> PolarsResult<DataFrame> {
+    rows.sort_by(|a, b| (&a.shop_id, &a.metric).cmp(&(&b.shop_id, &b.metric)));
+    DataFrame::new_infer_height(vec![
+        Column::new(
+            "shop_id".into(),
+            rows.iter().map(|r| r.shop_id.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "metric".into(),
+            rows.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "numerator".into(),
+            rows.iter().map(|r| r.numerator).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "denominator".into(),
+            rows.iter().map(|r| r.denominator).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "value".into(),
+            rows.iter().map(|r| r.value).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "rule_version".into(),
+            rows.iter()
+                .map(|r| r.rule_version.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "window_days".into(),
+            rows.iter()
+                .map(|r| r.window_days as i32)
+                .collect::<Vec<_>>(),
+        ),
+    ])
+}
+
+/// One alert: a shop under a metric's target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub row: MetricRow,
+    pub target: f64,
+    pub message: String,
+}
+
+/// `alerts` from its rows (sorted here by shop_id, metric).
+pub fn alerts(rows: &mut [AlertRow]) -> PolarsResult<DataFrame> {
+    rows.sort_by(|a, b| (&a.row.shop_id, &a.row.metric).cmp(&(&b.row.shop_id, &b.row.metric)));
+    DataFrame::new_infer_height(vec![
+        Column::new(
+            "shop_id".into(),
+            rows.iter()
+                .map(|r| r.row.shop_id.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "metric".into(),
+            rows.iter()
+                .map(|r| r.row.metric.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "rule_version".into(),
+            rows.iter()
+                .map(|r| r.row.rule_version.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "numerator".into(),
+            rows.iter().map(|r| r.row.numerator).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "denominator".into(),
+            rows.iter().map(|r| r.row.denominator).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "value".into(),
+            rows.iter().map(|r| r.row.value).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "target".into(),
+            rows.iter().map(|r| r.target).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "message".into(),
+            rows.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(),
+        ),
+    ])
+}
+
+/// The manifest beside a partition's data file. Its name starts with `_`,
+/// so Hive-style readers (and kefu's own input scan) skip it.
+pub const MANIFEST: &str = "_manifest.json";
+
+/// Writes `manifest` (JSON) into the partition folder, atomically.
+pub fn commit_manifest(
+    out: &Path,
+    table: &str,
+    platform: &str,
+    day: NaiveDate,
+    manifest: &serde_json::Value,
+) -> Result<()> {
+    let dir = partition_dir(out, table, platform, day);
+    let path = dir.join(MANIFEST);
+    let staged = dir.join(format!(".{MANIFEST}.{}.tmp", std::process::id()));
+    let io = |e: std::io::Error| Error::Io(format!("cannot write {}: {e}", path.display()));
+    let text = serde_json::to_string_pretty(manifest).expect("a JSON value serialises");
+    let result = (|| {
+        let mut f = File::create(&staged)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        fs::rename(&staged, &path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&staged);
+    }
+    result.map_err(io)
+}
+
+/// Reads a partition's manifest, if there is one.
+pub fn read_manifest(
+    out: &Path,
+    table: &str,
+    platform: &str,
+    day: NaiveDate,
+) -> Option<serde_json::Value> {
+    let path = partition_dir(out, table, platform, day).join(MANIFEST);
+    let text = fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
 }

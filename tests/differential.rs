@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use common::reference::{self, Msg};
 use common::*;
 use kefu::rules::{Kind, Metric, Policy, RuleSet, Unit, Unreplied};
+use polars::prelude::DataFrame;
 
 /// SplitMix64: small, deterministic, good enough for test data.
 struct Rng(u64);
@@ -219,27 +220,29 @@ fn check(platform: &str, rules: &RuleSet, days: &[&str], seeds: std::ops::Range<
                     ..Default::default()
                 },
             );
-            let out = dir.path().join("out");
-            let cfg = kefu::job::RunConfig {
-                input: input.to_str().unwrap().to_string(),
-                output: out.clone(),
-                platform: platform.to_string(),
-                rules: rules.clone(),
-                from: day,
-                to: day,
-                rules_as_of: None,
-                strict: false,
-                write_items: true,
+            // The library path of `kefu run` for one day, without the disk
+            // commits (tested elsewhere): read, compute, build the tables.
+            let mut settings = rules.input.clone();
+            settings.max_bad_row_share = 1.0; // generated tables hold bad rows on purpose
+            let range = kefu::input::DayRange {
+                first: day,
+                last: day.succ_opt().unwrap(),
             };
-            // Generated tables hold a few bad rows on purpose.
-            let mut cfg = cfg;
-            cfg.rules.input.max_bad_row_share = 1.0;
-            kefu::job::run(&cfg, &mut |_| {}).unwrap();
+            let loaded = kefu::input::load(&[input], &settings, range, false).unwrap();
+            let in_force = rules.in_force(day);
+            let result = kefu::engine::compute_day(
+                &loaded,
+                &in_force,
+                day,
+                kefu::engine::EngineOptions { keep_items: true },
+            );
+            let agent_df = kefu::output::agent_daily(&loaded, &in_force, &result).unwrap();
+            let shop_df = kefu::output::shop_daily(&loaded, &in_force, &result).unwrap();
 
             let metrics: Vec<reference::Metric> =
                 rules.in_force(day).into_iter().map(to_reference).collect();
             let expected = reference::reference(&msgs, with_sessions, &metrics, SHANGHAI, day);
-            let got = read_agent_daily(&out, platform, day);
+            let got = agent_rows(&agent_df);
             assert_eq!(got, expected, "{platform} {day} seed {seed} (sessions: {with_sessions}): agent_daily differs\n{msgs:#?}");
 
             let mut shop_expected: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
@@ -250,11 +253,7 @@ fn check(platform: &str, rules: &RuleSet, days: &[&str], seeds: std::ops::Range<
                 e.0 += n;
                 e.1 += dn;
             }
-            let shop_got: BTreeMap<(String, String), (i64, i64)> =
-                read_shop_daily(&out, platform, day)
-                    .into_iter()
-                    .map(|(k, v)| (k, (v.0, v.1)))
-                    .collect();
+            let shop_got = shop_rows(&shop_df);
             assert_eq!(
                 shop_got, shop_expected,
                 "{platform} {day} seed {seed}: shop_daily differs"
@@ -266,6 +265,45 @@ fn check(platform: &str, rules: &RuleSet, days: &[&str], seeds: std::ops::Range<
         compared > 0,
         "{platform}: the generated data produced no metric rows at all"
     );
+}
+
+fn agent_rows(df: &DataFrame) -> BTreeMap<(String, String, String), (i64, i64)> {
+    let s = |n: &str| df.column(n).unwrap().str().unwrap().clone();
+    let i = |n: &str| df.column(n).unwrap().i64().unwrap().clone();
+    let (shop, agent, metric, num, den) = (
+        s("shop_id"),
+        s("agent_id"),
+        s("metric"),
+        i("numerator"),
+        i("denominator"),
+    );
+    (0..df.height())
+        .map(|k| {
+            let key = (
+                shop.get(k).unwrap().to_string(),
+                agent.get(k).unwrap().to_string(),
+                metric.get(k).unwrap().to_string(),
+            );
+            (key, (num.get(k).unwrap(), den.get(k).unwrap()))
+        })
+        .collect()
+}
+
+fn shop_rows(df: &DataFrame) -> BTreeMap<(String, String), (i64, i64)> {
+    let s = |n: &str| df.column(n).unwrap().str().unwrap().clone();
+    let i = |n: &str| df.column(n).unwrap().i64().unwrap().clone();
+    let (shop, metric, num, den) = (s("shop_id"), s("metric"), i("numerator"), i("denominator"));
+    (0..df.height())
+        .map(|k| {
+            (
+                (
+                    shop.get(k).unwrap().to_string(),
+                    metric.get(k).unwrap().to_string(),
+                ),
+                (num.get(k).unwrap(), den.get(k).unwrap()),
+            )
+        })
+        .collect()
 }
 
 const SEEDS: std::ops::Range<u64> = 0..40;

@@ -442,10 +442,13 @@ fn range_run_commits_each_day_and_empty_days_write_empty_partitions() {
         &[],
     ));
     assert!(o.status.success());
-    let files: Vec<_> = std::fs::read_dir(out.join(format!("shop_daily/platform=pdd/dt={DAY}")))
-        .unwrap()
-        .collect();
-    assert_eq!(files.len(), 1);
+    let mut files: Vec<String> =
+        std::fs::read_dir(out.join(format!("shop_daily/platform=pdd/dt={DAY}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    files.sort();
+    assert_eq!(files, ["_manifest.json", "part-0.parquet"]);
     assert_eq!(
         counts(&read_shop_daily(&out, "pdd", date(DAY)), "s1", PDD30),
         Some((1, 1))

@@ -105,19 +105,25 @@ fn check_dataset(name: &str, from: &str, to: &str) {
             rel(&files_two, &two),
             "{platform}: partitions differ"
         );
-        assert!(
-            files_one
-                .iter()
-                .all(|f| f.file_name().unwrap() == "part-0.parquet"),
-            "{platform}: stray files {files_one:?}"
-        );
         for (a, b) in files_one.iter().zip(&files_two) {
-            let (da, db): (DataFrame, DataFrame) = (read_parquet(a), read_parquet(b));
-            assert!(
-                da.equals_missing(&db),
-                "{platform}: {} differs between 1 and 2 threads",
-                a.display()
-            );
+            match a.file_name().unwrap().to_str().unwrap() {
+                "part-0.parquet" => {
+                    let (da, db): (DataFrame, DataFrame) = (read_parquet(a), read_parquet(b));
+                    let same = da.equals_missing(&db);
+                    assert!(
+                        same,
+                        "{platform}: {} differs between 1 and 2 threads",
+                        a.display()
+                    );
+                }
+                "_manifest.json" => assert_eq!(
+                    std::fs::read(a).unwrap(),
+                    std::fs::read(b).unwrap(),
+                    "{platform}: {}",
+                    a.display()
+                ),
+                other => panic!("{platform}: stray file {other} in {}", a.display()),
+            }
         }
 
         let metrics = kefu::rules::RuleSet::preset(platform).unwrap();
@@ -164,12 +170,63 @@ fn check_dataset(name: &str, from: &str, to: &str) {
                 shop.len(),
                 "{platform} {day}: agent rows without a shop row"
             );
+            check_rolling(&one, platform, day, &metrics);
             day = day.succ_opt().unwrap();
         }
     }
     assert!(
         total_rows > 20,
         "{name}: only {total_rows} metric rows: the runs found almost nothing"
+    );
+}
+
+/// shop_rolling on `day` equals the sum of the committed shop_daily
+/// partitions over each metric's window.
+fn check_rolling(out: &Path, platform: &str, day: chrono::NaiveDate, rules: &kefu::rules::RuleSet) {
+    let as_of = date("2026-06-01");
+    let mut want: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+    for m in rules
+        .in_force(as_of)
+        .into_iter()
+        .filter(|m| m.window_days > 1)
+    {
+        for back in 0..m.window_days as i64 {
+            let d = day - chrono::Duration::days(back);
+            if !out
+                .join(format!(
+                    "shop_daily/platform={platform}/dt={d}/part-0.parquet"
+                ))
+                .exists()
+            {
+                continue;
+            }
+            for ((shop, metric), (n, dn, _, _)) in read_shop_daily(out, platform, d) {
+                if metric == m.id {
+                    let e = want.entry((shop, metric)).or_default();
+                    e.0 += n;
+                    e.1 += dn;
+                }
+            }
+        }
+    }
+    let df = read_parquet(&out.join(format!(
+        "shop_rolling/platform={platform}/dt={day}/part-0.parquet"
+    )));
+    let s = |n: &str| df.column(n).unwrap().str().unwrap().clone();
+    let i = |n: &str| df.column(n).unwrap().i64().unwrap().clone();
+    let (shop, metric, num, den) = (s("shop_id"), s("metric"), i("numerator"), i("denominator"));
+    let got: BTreeMap<(String, String), (i64, i64)> = (0..df.height())
+        .map(|k| {
+            let key = (
+                shop.get(k).unwrap().to_string(),
+                metric.get(k).unwrap().to_string(),
+            );
+            (key, (num.get(k).unwrap(), den.get(k).unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "{platform} {day}: shop_rolling is not the sum of shop_daily"
     );
 }
 
