@@ -113,13 +113,37 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: Option<RulesCommand>,
     /// The preset to show (default: all of them).
     #[arg(long, value_name = "NAME")]
     pub platform: Option<String>,
     /// A rule file to validate and show instead of the presets.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Show what changed between two rule files (or preset names): input
+    /// settings, metric versions added or removed, changed fields.
+    Diff {
+        /// The old rules: a rule file, or a platform name for its presets.
+        old: String,
+        /// The new rules: a rule file, or a platform name for its presets.
+        new: String,
+    },
+}
+
+/// A rule file path, or a preset's platform name.
+pub fn load_rules_arg(arg: &str) -> Result<RuleSet> {
+    let path = std::path::Path::new(arg);
+    if !path.exists() && PLATFORMS.iter().any(|(p, _)| *p == arg) {
+        return Ok(RuleSet::preset(arg)?);
+    }
+    Ok(RuleSet::from_file(path, None)?)
 }
 
 fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {

@@ -24,6 +24,19 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> kefu::Result<()> {
     match cli.command {
         Command::Rules(args) => {
+            if let Some(cli::RulesCommand::Diff { old, new }) = &args.command {
+                let (a, b) = (cli::load_rules_arg(old)?, cli::load_rules_arg(new)?);
+                let changes = kefu::rules::diff(&a, &b);
+                if changes.is_empty() {
+                    println!("no differences between {} and {}", a.source, b.source);
+                } else {
+                    println!("--- {}\n+++ {}", a.source, b.source);
+                    for c in changes {
+                        println!("{c}");
+                    }
+                }
+                return Ok(());
+            }
             if args.platform.is_none() && args.rules.is_none() {
                 for (p, _) in kefu::rules::PLATFORMS {
                     println!(

@@ -454,3 +454,22 @@ fn range_run_commits_each_day_and_empty_days_write_empty_partitions() {
         Some((1, 1))
     );
 }
+
+#[test]
+fn rules_diff_shows_changed_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new.toml");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/jd.toml"))
+            .unwrap();
+    std::fs::write(&new, text.replace("threshold = 30", "threshold = 45")).unwrap();
+    let o = kefu(&["rules", "diff", "jd", new.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("~ metric jd.first_response_rate_30s@: thr 30 -> 45"),
+        "{text}"
+    );
+    let o = kefu(&["rules", "diff", "jd", "jd"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("no differences"));
+}
