@@ -280,7 +280,7 @@ pub fn generate(cfg: &GenConfig) -> Result<DataFrame> {
                 // Think time before the buyer's next round.
                 t += (rng.unit().powi(2) * 1_800_000.0) as i64;
             }
-            if thread_no % 500 == 0 {
+            if thread_no.is_multiple_of(500) {
                 dup_candidates.push(cols.ts.len() - 1);
             }
         }

@@ -332,40 +332,56 @@ fn read_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> R
         }
     }
     let ts_name = name("ts");
-    let (unit, tz) = match schema.get(ts_name.as_str()) {
+    let ts = col(ts_name.as_str());
+    // The predicate is on the column as stored, so the scan can skip row
+    // groups by their statistics; `ts` is then cast to a datetime.
+    let (unit, tz_aware, predicate, ts_expr) = match schema.get(ts_name.as_str()) {
         None => {
             return Err(bad(format!(
                 "required column `{ts_name}` is missing (columns present: {})",
                 schema.iter_names().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
             )))
         }
-        Some(DataType::Datetime(unit, tz)) => (*unit, tz.clone()),
+        Some(DataType::Datetime(unit, tz)) => {
+            let (unit, tz) = (*unit, tz.clone());
+            let per_ms = per_ms(unit);
+            let bound = |ms: i64| lit(Scalar::new_datetime(ms.saturating_mul(per_ms), unit, tz.clone()));
+            let predicate = ts.clone().is_null().or(ts.clone().gt_eq(bound(lo_ms)).and(ts.clone().lt(bound(hi_ms))));
+            (unit, tz.is_some(), predicate, ts.clone().alias("ts"))
+        }
+        Some(dt) if dt.is_integer() && settings.ts_epoch_unit.is_some() => {
+            use crate::rules::EpochUnit;
+            let (unit, scale_to_unit) = match settings.ts_epoch_unit.expect("checked") {
+                EpochUnit::Seconds => (TimeUnit::Milliseconds, 1000i64),
+                EpochUnit::Millis => (TimeUnit::Milliseconds, 1),
+                EpochUnit::Micros => (TimeUnit::Microseconds, 1),
+                EpochUnit::Nanos => (TimeUnit::Nanoseconds, 1),
+            };
+            // Bounds in the stored unit (seconds round outwards).
+            let stored_per_ms = per_ms(unit) as f64 / scale_to_unit as f64;
+            let lo = (lo_ms as f64 * stored_per_ms).floor() as i64;
+            let hi = (hi_ms as f64 * stored_per_ms).ceil() as i64;
+            let as_i64 = ts.clone().cast(DataType::Int64);
+            let predicate = ts.clone().is_null().or(as_i64.clone().gt_eq(lit(lo)).and(as_i64.clone().lt(lit(hi))));
+            let expr = (as_i64 * lit(scale_to_unit))
+                .cast(DataType::Datetime(unit, Some(polars::prelude::TimeZone::UTC)))
+                .alias("ts");
+            (unit, true, predicate, expr)
+        }
+        Some(dt) if dt.is_integer() => {
+            return Err(bad(format!(
+                "column `{ts_name}` holds integers; if they are epoch times, say their unit with \
+                 `[input] ts_epoch_unit = \"s\"` (or \"ms\", \"us\", \"ns\") in the rule file"
+            )))
+        }
         Some(dt) => {
             return Err(bad(format!(
                 "column `{ts_name}` has type {dt}; `ts` must be a Parquet timestamp (any unit, with or \
-                 without a time zone)"
+                 without a time zone), or integer epoch time with `[input] ts_epoch_unit`"
             )))
         }
     };
-    let per_ms = match unit {
-        TimeUnit::Milliseconds => 1,
-        TimeUnit::Microseconds => 1_000,
-        TimeUnit::Nanoseconds => 1_000_000,
-    };
-    let dtype = DataType::Datetime(unit, tz.clone());
-    let bound = |ms: i64| {
-        lit(Scalar::new_datetime(
-            ms.saturating_mul(per_ms),
-            unit,
-            tz.clone(),
-        ))
-    };
-    let ts = col(ts_name.as_str());
-    let predicate = ts.clone().is_null().or(ts
-        .clone()
-        .gt_eq(bound(lo_ms))
-        .and(ts.clone().lt(bound(hi_ms))));
-    exprs.push(ts.cast(dtype).alias("ts"));
+    exprs.push(ts_expr);
     // Row numbers within the file, for error messages and input order.
     let df = lf
         .with_row_index("__row", None)
@@ -387,9 +403,17 @@ fn read_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> R
         path: path.to_path_buf(),
         df,
         unit,
-        tz_aware: tz.is_some(),
+        tz_aware,
         row_numbers,
     })
+}
+
+fn per_ms(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Milliseconds => 1,
+        TimeUnit::Microseconds => 1_000,
+        TimeUnit::Nanoseconds => 1_000_000,
+    }
 }
 
 /// Local (day number, ms after midnight) of a UTC instant.
@@ -514,11 +538,7 @@ fn build(
             .column("ts")
             .and_then(|c| c.datetime().map(|d| d.physical().iter().collect()))
             .map_err(|e| Error::BadData(format!("input file {shown}: column ts: {e}")))?;
-        let per_ms: i64 = match part.unit {
-            TimeUnit::Milliseconds => 1,
-            TimeUnit::Microseconds => 1_000,
-            TimeUnit::Nanoseconds => 1_000_000,
-        };
+        let per_ms = per_ms(part.unit);
         // UTC ms and local day/time of every row, in parallel.
         let times: Vec<Option<(i64, i32, i32)>> = ts_phys
             .par_iter()

@@ -91,6 +91,12 @@ pub fn run(cfg: &RunConfig, progress: Progress) -> Result<Vec<DaySummary>> {
             cfg.to, cfg.from
         )));
     }
+    output::check_output_dir(&cfg.input, &cfg.output)?;
+    // Fail on a missing input before creating anything.
+    let first = cfg.from.pred_opt().unwrap_or(cfg.from);
+    input::discover(&cfg.input, (first, cfg.to + chrono::Duration::days(2)))?;
+    let _lock = output::lock(&cfg.output)?;
+    output::remove_stale_staging_all(&cfg.output, &cfg.platform);
     let mut days: Vec<NaiveDate> = cfg.from.iter_days().take_while(|d| *d <= cfg.to).collect();
     // Finalise the day before the run if it was written provisionally.
     if let Some(prev) = cfg.from.pred_opt() {

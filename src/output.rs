@@ -189,6 +189,122 @@ pub fn items(m: &Messages, metrics: &[&Metric], r: &DayResult) -> PolarsResult<D
     ])
 }
 
+/// Refuses an output directory that is `/`, the input, or inside the input
+/// (kefu would then read its own output, and a mistake could overwrite the
+/// source data).
+pub fn check_output_dir(input: &str, out: &Path) -> Result<()> {
+    let out_abs = absolute(out);
+    if out_abs.parent().is_none() {
+        return Err(Error::Usage(format!(
+            "--output {}: refusing to write into the root directory",
+            out.display()
+        )));
+    }
+    // For a glob, the folder before its first wildcard, and whether the
+    // pattern would match the files kefu writes.
+    let is_glob = input.contains(['*', '?', '[']);
+    let literal: PathBuf = Path::new(input)
+        .components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+        .collect();
+    let in_abs = absolute(&literal);
+    let reads_output = !is_glob || {
+        let sample = std::path::absolute(out)
+            .unwrap_or_else(|_| out.to_path_buf())
+            .join("shop_daily/platform=p/dt=2024-01-01/part-0.parquet");
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        glob::Pattern::new(input).is_ok_and(|p| p.matches_path_with(&sample, opts))
+    };
+    let inside = in_abs.is_dir() && out_abs.starts_with(&in_abs) && reads_output;
+    if out_abs == in_abs || inside {
+        return Err(Error::Usage(format!(
+            "--output {} is {} the input {}: choose a folder outside the input",
+            out.display(),
+            if out_abs == in_abs {
+                "the same as"
+            } else {
+                "inside"
+            },
+            input
+        )));
+    }
+    Ok(())
+}
+
+/// `p` made absolute, with symlinks resolved as far as the path exists.
+fn absolute(p: &Path) -> PathBuf {
+    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    // Canonicalise the longest existing prefix, keep the rest as written.
+    let mut existing = p.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = existing.canonicalize() {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return p.clone(),
+        }
+    }
+}
+
+/// An exclusive lock on the output directory for the whole run, so that two
+/// runs never interleave partitions. The second run fails at once (exit 75,
+/// retryable) naming the holder. The lock file (`DIR/.kefu.lock`) stays; the
+/// lock is released when the process ends, however it ends.
+pub fn lock(out: &Path) -> Result<File> {
+    fs::create_dir_all(out).map_err(|e| {
+        Error::Io(format!(
+            "cannot create output directory {}: {e}",
+            out.display()
+        ))
+    })?;
+    let path = out.join(".kefu.lock");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::Io(format!("cannot open lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::Io(format!(
+                "another kefu run is writing to {} (lock file {}, held by {}); try again when it has finished",
+                out.display(),
+                path.display(),
+                if holder.trim().is_empty() { "another process" } else { holder.trim() }
+            )));
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(Error::Io(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+    file.set_len(0).ok();
+    let _ = writeln!(file, "pid {}", std::process::id());
+    Ok(file)
+}
+
+/// Test hook: `KEFU_INJECT_WRITE_FAULT=<table>` makes writing that table's
+/// staged file fail as a full disk would, so tests can check that a failed
+/// write leaves no staging file and the committed partition intact.
+fn injected_fault(table: &str) -> Option<std::io::Error> {
+    let v = std::env::var("KEFU_INJECT_WRITE_FAULT").ok()?;
+    (v == table).then(|| std::io::Error::other("injected fault: no space left on device"))
+}
+
 /// The folder of one partition.
 pub fn partition_dir(out: &Path, table: &str, platform: &str, day: NaiveDate) -> PathBuf {
     out.join(table)
@@ -215,6 +331,9 @@ pub fn commit_partition(
     let staged = dir.join(format!(".part-0.parquet.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
         let mut file = File::create(&staged).map_err(|e| io("create", &staged, &e))?;
+        if let Some(e) = injected_fault(table) {
+            return Err(io("write", &staged, &e));
+        }
         ParquetWriter::new(&mut file)
             .with_statistics(StatisticsOptions::full())
             .finish(df)
@@ -232,6 +351,22 @@ pub fn commit_partition(
         let _ = fs::remove_file(&staged);
     }
     result.map(|_| final_path)
+}
+
+/// Removes the staging files killed runs left anywhere under this
+/// platform's partitions. Called with the output's lock held, so no other
+/// kefu run is writing them.
+pub fn remove_stale_staging_all(out: &Path, platform: &str) {
+    for table in TABLES {
+        let Ok(days) = fs::read_dir(out.join(table).join(format!("platform={platform}"))) else {
+            continue;
+        };
+        for d in days.flatten() {
+            if d.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_stale_staging(&d.path());
+            }
+        }
+    }
 }
 
 /// Removes staging files a killed run left in a partition folder: only names

@@ -199,6 +199,17 @@ pub struct InputSettings {
     pub columns: BTreeMap<String, String>,
     /// input sender value → canonical sender value.
     pub sender_values: BTreeMap<String, String>,
+    /// Accept an integer `ts` column as epoch time in this unit (UTC).
+    pub ts_epoch_unit: Option<EpochUnit>,
+}
+
+/// The unit of an integer epoch `ts` column (`[input] ts_epoch_unit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochUnit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
 }
 
 impl Default for InputSettings {
@@ -208,6 +219,7 @@ impl Default for InputSettings {
             max_bad_row_share: 0.001,
             columns: BTreeMap::new(),
             sender_values: BTreeMap::new(),
+            ts_epoch_unit: None,
         }
     }
 }
@@ -318,6 +330,7 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInput {
+    ts_epoch_unit: Option<Spanned<String>>,
     columns: Option<BTreeMap<String, Spanned<String>>>,
     sender_values: Option<BTreeMap<String, Spanned<String>>>,
 }
@@ -417,6 +430,20 @@ pub fn parse(text: &str, source: &str) -> Result<RuleSet, RuleError> {
         input.max_bad_row_share = v;
     }
     if let Some(raw_input) = &raw.input {
+        if let Some(u) = &raw_input.ts_epoch_unit {
+            input.ts_epoch_unit = Some(match u.get_ref().as_str() {
+                "s" => EpochUnit::Seconds,
+                "ms" => EpochUnit::Millis,
+                "us" => EpochUnit::Micros,
+                "ns" => EpochUnit::Nanos,
+                other => {
+                    return Err(err(
+                        u.span(),
+                        format!("`[input] ts_epoch_unit`: `{other}` is not one of s, ms, us, ns"),
+                    ))
+                }
+            });
+        }
         for (canonical, theirs) in raw_input.columns.iter().flatten() {
             if !CANONICAL_COLUMNS.contains(&canonical.as_str()) {
                 return Err(err(
@@ -846,6 +873,35 @@ fn check_versions(
             }
         }
     }
+    // Versions of one id follow each other day to day: a gap would leave days
+    // where the metric silently disappears.
+    let mut order: Vec<usize> = (0..metrics.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            metrics[i].id.clone(),
+            metrics[i].effective_from.unwrap_or(NaiveDate::MIN),
+        )
+    });
+    for w in order.windows(2) {
+        let (a, b) = (&metrics[w[0]], &metrics[w[1]]);
+        if a.id != b.id {
+            continue;
+        }
+        let follows = a.effective_to.and_then(|t| t.succ_opt()) == b.effective_from;
+        if !follows {
+            return Err(RuleError::new(
+                source,
+                Some(lines.line(spans[w[1]].start)),
+                format!(
+                    "metric `{}`: this version ({}) does not start the day after the one at line {}                      ({}) ends; versions of one id must follow each other without gaps",
+                    b.id,
+                    span_text(b),
+                    lines.line(spans[w[0]].start),
+                    span_text(a)
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -1156,6 +1212,11 @@ mod tests {
             ),
             (&format!("{BASE}window_days = 0\n"), 8, "`window_days`"),
             (&format!("{BASE}{BASE}"), 8, "overlaps"),
+            (
+                &format!("{BASE}effective_to = 2024-05-01\n{BASE}effective_from = 2024-05-03\n"),
+                9,
+                "without gaps",
+            ),
             ("timezone = \"Mars/Olympus\"\n", 1, "not an IANA time zone"),
             ("max_bad_row_share = 2.0\n", 1, "between 0 and 1"),
             (

@@ -326,7 +326,7 @@ fn tree(out: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(base, &p, files);
-            } else {
+            } else if p.file_name().unwrap() != ".kefu.lock" {
                 files.push((
                     p.strip_prefix(base).unwrap().to_path_buf(),
                     std::fs::read(&p).unwrap(),

@@ -70,7 +70,7 @@ fn partitions(out: &Path) -> Vec<PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(&p, files);
-            } else {
+            } else if p.file_name().unwrap() != ".kefu.lock" {
                 files.push(p);
             }
         }
