@@ -8,7 +8,6 @@
 //! scan so that row groups outside the run's days are skipped. Everything
 //! after the scan is plain Rust over integer columns.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone};
@@ -452,15 +451,18 @@ const TS_MIN_MS: i64 = -2_208_988_800_000;
 const TS_MAX_MS: i64 = 7_258_118_400_000;
 
 struct Interner {
-    map: HashMap<String, u32>,
+    map: PlHashMap<String, u32>,
     names: Vec<String>,
 }
 
 impl Interner {
     fn new() -> Self {
+        Interner::with_capacity(0)
+    }
+    fn with_capacity(n: usize) -> Self {
         Interner {
-            map: HashMap::new(),
-            names: Vec::new(),
+            map: PlHashMap::with_capacity(n),
+            names: Vec::with_capacity(n),
         }
     }
     fn with_empty() -> Self {
@@ -494,10 +496,11 @@ fn build(
         ..Default::default()
     };
     let mut shops = Interner::new();
-    let mut buyers = Interner::new();
+    let total_rows: usize = parts.iter().map(|p| p.df.height()).sum();
+    let mut buyers = Interner::with_capacity(total_rows / 4);
     let mut agents = Interner::with_empty();
     let mut sessions = Interner::new();
-    let mut seen_ids: HashSet<(u32, i32, &str)> = HashSet::new();
+    let mut seen_ids: PlHashSet<(u32, i32, &str)> = PlHashSet::with_capacity(total_rows);
 
     // Unsorted rows, in input order.
     let mut shop = Vec::new();
@@ -509,7 +512,7 @@ fn build(
     let mut flags_v = Vec::new();
     let mut agent_v = Vec::new();
     let mut session_v = Vec::new();
-    let mut per_day: HashMap<i32, u64> = HashMap::new();
+    let mut per_day: PlHashMap<i32, u64> = PlHashMap::new();
 
     for part in &parts {
         let rows_before = stats.rows_read;
@@ -684,17 +687,23 @@ fn build(
 
     // Thread order: shop, buyer, ts, buyer rows first, input order.
     let n = ts_v.len();
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.par_sort_unstable_by_key(|&i| {
-        let i = i as usize;
-        (
-            shop[i],
-            buyer[i],
-            ts_v[i],
-            sender_v[i] != Sender::Buyer,
-            i as u32,
-        )
-    });
+    // Sort packed keys (thread, ts, buyer-first + input order) rather than
+    // indices into five columns: the comparisons then stay in cache.
+    if n >= 1 << 31 {
+        return Err(Error::BadData(format!(
+            "{n} rows in one load is more than kefu can order (2^31)"
+        )));
+    }
+    let mut keys: Vec<(u64, i64, u32)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let thread = (u64::from(shop[i]) << 32) | u64::from(buyer[i]);
+            let tie = (u32::from(sender_v[i] != Sender::Buyer) << 31) | i as u32;
+            (thread, ts_v[i], tie)
+        })
+        .collect();
+    keys.par_sort_unstable();
+    let order: Vec<u32> = keys.into_iter().map(|k| k.2 & 0x7fff_ffff).collect();
     let take = |v: &Vec<u32>| -> Vec<u32> { order.iter().map(|&i| v[i as usize]).collect() };
     let shop_s = take(&shop);
     let buyer_s = take(&buyer);
