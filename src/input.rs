@@ -518,11 +518,13 @@ fn build(
         let rows_before = stats.rows_read;
         let df = &part.df;
         let shown = part.path.display();
-        let s = |name: &str| -> Option<&StringChunked> {
-            df.column(name).ok().and_then(|c| c.str().ok())
-        };
-        let b = |name: &str| -> Option<&BooleanChunked> {
-            df.column(name).ok().and_then(|c| c.bool().ok())
+        // Columns as plain vectors: indexing a chunked array row by row is
+        // much slower than one sequential pass.
+        let s = |name: &str| -> Option<Vec<Option<&str>>> {
+            df.column(name)
+                .ok()
+                .and_then(|c| c.str().ok())
+                .map(|c| c.iter().collect())
         };
         let shop_c = s("shop_id").expect("selected");
         let buyer_c = s("buyer_id").expect("selected");
@@ -531,12 +533,22 @@ fn build(
         let agent_c = s("agent_id");
         let peer_c = s("peer_kind");
         let session_c = s("session_id");
-        let flag_cols: Vec<(u8, Option<&BooleanChunked>)> = vec![
-            (flag::AUTO, b("auto")),
-            (flag::ASSIST, b("assist")),
-            (flag::SPAM, b("spam")),
-            (flag::BLOCKED, b("blocked")),
-        ];
+        let mut last_shop: Option<(&str, u32)> = None;
+        let mut flag_v = vec![0u8; df.height()];
+        for (bit, name) in [
+            (flag::AUTO, "auto"),
+            (flag::ASSIST, "assist"),
+            (flag::SPAM, "spam"),
+            (flag::BLOCKED, "blocked"),
+        ] {
+            if let Some(c) = df.column(name).ok().and_then(|c| c.bool().ok()) {
+                for (f, v) in flag_v.iter_mut().zip(c.iter()) {
+                    if v == Some(true) {
+                        *f |= bit;
+                    }
+                }
+            }
+        }
         let ts_phys: Vec<Option<i64>> = df
             .column("ts")
             .and_then(|c| c.datetime().map(|d| d.physical().iter().collect()))
@@ -578,11 +590,11 @@ fn build(
                     continue;
                 }
             }
-            let Some(shop_s) = shop_c.get(i) else {
+            let Some(shop_s) = shop_c[i] else {
                 bad_row(i, "shop_id is null".into(), &mut stats);
                 continue;
             };
-            let Some(buyer_s) = buyer_c.get(i) else {
+            let Some(buyer_s) = buyer_c[i] else {
                 bad_row(i, "buyer_id is null".into(), &mut stats);
                 continue;
             };
@@ -595,7 +607,7 @@ fn build(
                 bad_row(i, why.into(), &mut stats);
                 continue;
             };
-            let raw_sender = sender_c.get(i);
+            let raw_sender = sender_c[i];
             let mapped = raw_sender.map(|v| {
                 settings
                     .sender_values
@@ -622,27 +634,30 @@ fn build(
                 }
             };
             stats.rows_read += 1;
-            let shop_code = shops.code(shop_s);
+            // Exports are often grouped by shop: skip the hash for a repeat.
+            let shop_code = match last_shop {
+                Some((name, code)) if name == shop_s => code,
+                _ => {
+                    let code = shops.code(shop_s);
+                    last_shop = Some((shop_s, code));
+                    code
+                }
+            };
             // De-duplication: the first (shop_id, msg_id) of a local day wins.
-            if let Some(id) = msg_c.and_then(|c| c.get(i)) {
+            if let Some(id) = msg_c.as_ref().and_then(|c| c[i]) {
                 if !seen_ids.insert((shop_code, d, id)) {
                     stats.duplicates += 1;
                     continue;
                 }
             }
-            if let Some(pk) = peer_c.and_then(|c| c.get(i)) {
+            if let Some(pk) = peer_c.as_ref().and_then(|c| c[i]) {
                 if pk != "consumer" {
                     stats.non_consumer += 1;
                     continue;
                 }
             }
             *per_day.entry(d).or_default() += 1;
-            let mut f = 0u8;
-            for (bit, c) in &flag_cols {
-                if c.and_then(|c| c.get(i)).unwrap_or(false) {
-                    f |= bit;
-                }
-            }
+            let f = flag_v[i];
             shop.push(shop_code);
             buyer.push(buyers.code(buyer_s));
             ts_v.push(utc);
@@ -650,11 +665,11 @@ fn build(
             tod_v.push(t);
             sender_v.push(sender);
             flags_v.push(f);
-            agent_v.push(match agent_c.and_then(|c| c.get(i)) {
+            agent_v.push(match agent_c.as_ref().and_then(|c| c[i]) {
                 Some(a) => agents.code(a),
                 None => 0,
             });
-            session_v.push(match session_c.and_then(|c| c.get(i)) {
+            session_v.push(match session_c.as_ref().and_then(|c| c[i]) {
                 Some(sid) => sessions.code(sid),
                 None => NONE,
             });
