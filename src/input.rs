@@ -482,6 +482,35 @@ impl Interner {
     }
 }
 
+/// The string key columns the grouping steps need, in this order.
+const KEY_COLUMNS: &[&str] = &["shop_id", "buyer_id", "msg_id", "agent_id", "session_id"];
+
+/// Calls `f` with the row indices of every group.
+fn for_each_group(groups: &GroupsType, mut f: impl FnMut(&[IdxSize])) {
+    match groups {
+        GroupsType::Idx(g) => {
+            for (_, all) in g.iter() {
+                f(all.as_slice());
+            }
+        }
+        GroupsType::Slice { groups, .. } => {
+            let mut buf = Vec::new();
+            for &[first, len] in groups.iter() {
+                buf.clear();
+                buf.extend(first..first + len);
+                f(&buf);
+            }
+        }
+    }
+}
+
+/// Turns the files' rows into the engine's table: bad rows out (counted,
+/// with examples), rows outside the loaded days out, then de-duplication,
+/// the peer_kind filter, integer codes for threads, shops, agents and
+/// sessions, and the thread order.
+///
+/// The string work is columnar: polars' (parallel) group-by finds the
+/// duplicate `msg_id`s and the threads, so no per-row hashing happens here.
 fn build(
     parts: Vec<FileRows>,
     settings: &InputSettings,
@@ -495,45 +524,40 @@ fn build(
         files: parts.len(),
         ..Default::default()
     };
-    let mut shops = Interner::new();
-    let total_rows: usize = parts.iter().map(|p| p.df.height()).sum();
-    let mut buyers = Interner::with_capacity(total_rows / 4);
-    let mut agents = Interner::with_empty();
-    let mut sessions = Interner::new();
-    let mut seen_ids: PlHashSet<(u32, i32, &str)> = PlHashSet::with_capacity(total_rows);
+    let polars_err = |what: &str, e: PolarsError| Error::BadData(format!("input: {what}: {e}"));
 
-    // Unsorted rows, in input order.
-    let mut shop = Vec::new();
-    let mut buyer = Vec::new();
+    // Kept rows (not bad, in the loaded days), in input order.
     let mut ts_v = Vec::new();
     let mut day_v = Vec::new();
     let mut tod_v = Vec::new();
     let mut sender_v = Vec::new();
     let mut flags_v = Vec::new();
-    let mut agent_v = Vec::new();
-    let mut session_v = Vec::new();
-    let mut per_day: PlHashMap<i32, u64> = PlHashMap::new();
+    let mut consumer_v = Vec::new();
+    let mut keys: Option<DataFrame> = None;
 
-    for part in &parts {
+    for part in parts {
         let rows_before = stats.rows_read;
         let df = &part.df;
         let shown = part.path.display();
-        // Columns as plain vectors: indexing a chunked array row by row is
-        // much slower than one sequential pass.
-        let s = |name: &str| -> Option<Vec<Option<&str>>> {
-            df.column(name)
-                .ok()
-                .and_then(|c| c.str().ok())
-                .map(|c| c.iter().collect())
+        let s = |name: &str| -> Option<&StringChunked> {
+            df.column(name).ok().and_then(|c| c.str().ok())
         };
-        let shop_c = s("shop_id").expect("selected");
-        let buyer_c = s("buyer_id").expect("selected");
-        let sender_c = s("sender").expect("selected");
-        let msg_c = s("msg_id");
-        let agent_c = s("agent_id");
-        let peer_c = s("peer_kind");
-        let session_c = s("session_id");
-        let mut last_shop: Option<(&str, u32)> = None;
+        let shop_c: Vec<bool> = s("shop_id")
+            .expect("selected")
+            .iter()
+            .map(|v| v.is_some())
+            .collect();
+        let buyer_c: Vec<bool> = s("buyer_id")
+            .expect("selected")
+            .iter()
+            .map(|v| v.is_some())
+            .collect();
+        let sender_c: Vec<Option<&str>> = s("sender").expect("selected").iter().collect();
+        let peer_c: Option<Vec<bool>> = s("peer_kind").map(|c| {
+            c.iter()
+                .map(|v| v.is_none_or(|p| p == "consumer"))
+                .collect()
+        });
         let mut flag_v = vec![0u8; df.height()];
         for (bit, name) in [
             (flag::AUTO, "auto"),
@@ -581,7 +605,7 @@ fn build(
                     .push(format!("{shown}, row {}: {reason}", part.row_numbers[row]));
             }
         };
-
+        let mut keep = vec![false; df.height()];
         for i in 0..df.height() {
             let time = times[i];
             // Rows outside the loaded days are not part of this read.
@@ -590,14 +614,14 @@ fn build(
                     continue;
                 }
             }
-            let Some(shop_s) = shop_c[i] else {
+            if !shop_c[i] {
                 bad_row(i, "shop_id is null".into(), &mut stats);
                 continue;
-            };
-            let Some(buyer_s) = buyer_c[i] else {
+            }
+            if !buyer_c[i] {
                 bad_row(i, "buyer_id is null".into(), &mut stats);
                 continue;
-            };
+            }
             let Some((utc, d, t)) = time else {
                 let why = if ts_phys[i].is_none() {
                     "ts is null"
@@ -607,8 +631,7 @@ fn build(
                 bad_row(i, why.into(), &mut stats);
                 continue;
             };
-            let raw_sender = sender_c[i];
-            let mapped = raw_sender.map(|v| {
+            let mapped = sender_c[i].map(|v| {
                 settings
                     .sender_values
                     .get(v)
@@ -634,50 +657,40 @@ fn build(
                 }
             };
             stats.rows_read += 1;
-            // Exports are often grouped by shop: skip the hash for a repeat.
-            let shop_code = match last_shop {
-                Some((name, code)) if name == shop_s => code,
-                _ => {
-                    let code = shops.code(shop_s);
-                    last_shop = Some((shop_s, code));
-                    code
-                }
-            };
-            // De-duplication: the first (shop_id, msg_id) of a local day wins.
-            if let Some(id) = msg_c.as_ref().and_then(|c| c[i]) {
-                if !seen_ids.insert((shop_code, d, id)) {
-                    stats.duplicates += 1;
-                    continue;
-                }
-            }
-            if let Some(pk) = peer_c.as_ref().and_then(|c| c[i]) {
-                if pk != "consumer" {
-                    stats.non_consumer += 1;
-                    continue;
-                }
-            }
-            *per_day.entry(d).or_default() += 1;
-            let f = flag_v[i];
-            shop.push(shop_code);
-            buyer.push(buyers.code(buyer_s));
+            keep[i] = true;
             ts_v.push(utc);
             day_v.push(d);
             tod_v.push(t);
             sender_v.push(sender);
-            flags_v.push(f);
-            agent_v.push(match agent_c.as_ref().and_then(|c| c[i]) {
-                Some(a) => agents.code(a),
-                None => 0,
-            });
-            session_v.push(match session_c.as_ref().and_then(|c| c[i]) {
-                Some(sid) => sessions.code(sid),
-                None => NONE,
-            });
+            flags_v.push(flag_v[i]);
+            consumer_v.push(peer_c.as_ref().is_none_or(|p| p[i]));
         }
         stats.file_rows.push((
             part.path.display().to_string(),
             stats.rows_read - rows_before,
         ));
+
+        // The key columns of the kept rows, the same schema for every file.
+        let mask = BooleanChunked::from_slice("keep".into(), &keep);
+        let mut cols = Vec::with_capacity(KEY_COLUMNS.len());
+        for name in KEY_COLUMNS {
+            cols.push(match df.column(name) {
+                Ok(c) => c.clone(),
+                Err(_) => Column::full_null((*name).into(), df.height(), &DataType::String),
+            });
+        }
+        let part_keys = DataFrame::new(df.height(), cols)
+            .and_then(|k| k.filter(&mask))
+            .map_err(|e| polars_err("selecting rows", e))?;
+        keys = Some(match keys {
+            None => part_keys,
+            Some(mut k) => {
+                k.vstack_mut_owned(part_keys)
+                    .map_err(|e| polars_err("joining files", e))?;
+                k
+            }
+        });
+        drop(part);
     }
 
     if stats.bad_rows > 0 {
@@ -700,43 +713,171 @@ fn build(
         }
     }
 
-    // Thread order: shop, buyer, ts, buyer rows first, input order.
-    let n = ts_v.len();
-    // Sort packed keys (thread, ts, buyer-first + input order) rather than
-    // indices into five columns: the comparisons then stay in cache.
+    let mut keys = match keys {
+        Some(k) => k,
+        None => DataFrame::new(
+            0,
+            KEY_COLUMNS
+                .iter()
+                .map(|n| Column::full_null((*n).into(), 0, &DataType::String))
+                .collect(),
+        )
+        .map_err(|e| polars_err("empty input", e))?,
+    };
+    keys.rechunk_mut();
+    let n = keys.height();
+    keys.with_column(Column::new("__day".into(), day_v.clone()))
+        .map_err(|e| polars_err("day column", e))?;
+
+    // De-duplication: of the rows sharing (shop_id, msg_id, local day), the
+    // first in input order stays. Null msg_ids are never duplicates.
+    let mut dropped = vec![false; n];
+    let msg_ids = keys
+        .column("msg_id")
+        .map_err(|e| polars_err("msg_id", e))?
+        .str()
+        .map_err(|e| polars_err("msg_id", e))?
+        .clone();
+    if n > 0 && msg_ids.null_count() < n {
+        let gb = keys
+            .group_by(["shop_id", "msg_id", "__day"])
+            .map_err(|e| polars_err("de-duplication", e))?;
+        for_each_group(gb.get_groups(), |rows| {
+            if rows.len() < 2 || msg_ids.get(rows[0] as usize).is_none() {
+                return;
+            }
+            let keep = *rows.iter().min().expect("non-empty group");
+            for &r in rows {
+                if r != keep {
+                    dropped[r as usize] = true;
+                    stats.duplicates += 1;
+                }
+            }
+        });
+    }
+    // Then rows whose peer is not a consumer leave everything.
+    for i in 0..n {
+        if !dropped[i] && !consumer_v[i] {
+            dropped[i] = true;
+            stats.non_consumer += 1;
+        }
+    }
+    let kept: Vec<usize> = (0..n).filter(|&i| !dropped[i]).collect();
+    let mask = BooleanChunked::from_iter_values("keep".into(), dropped.iter().map(|d| !d));
+    let keys = keys
+        .filter(&mask)
+        .map_err(|e| polars_err("dropping duplicates", e))?;
+    let pick = |v: &[i64]| kept.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    let ts_v = pick(&ts_v);
+    let day_v: Vec<i32> = kept.iter().map(|&i| day_v[i]).collect();
+    let tod_v: Vec<i32> = kept.iter().map(|&i| tod_v[i]).collect();
+    let sender_v: Vec<Sender> = kept.iter().map(|&i| sender_v[i]).collect();
+    let flags_v: Vec<u8> = kept.iter().map(|&i| flags_v[i]).collect();
+    let n = kept.len();
+
+    let mut per_day: PlHashMap<i32, u64> = PlHashMap::new();
+    for &d in &day_v {
+        *per_day.entry(d).or_default() += 1;
+    }
+
+    // Threads: one group per (shop_id, buyer_id). A thread's code is its
+    // group's index; shops get codes from the threads' first rows.
+    let str_col = |name: &str| -> Result<Vec<Option<&str>>> {
+        Ok(keys
+            .column(name)
+            .and_then(|c| c.str())
+            .map_err(|e| polars_err(name, e))?
+            .iter()
+            .collect())
+    };
+    let shop_s = str_col("shop_id")?;
+    let buyer_s = str_col("buyer_id")?;
+    let mut thread_of = vec![0u32; n];
+    let mut shop_of_thread = Vec::new();
+    let mut buyer_names = Vec::new();
+    let mut shops = Interner::new();
+    if n > 0 {
+        let gb = keys
+            .group_by(["shop_id", "buyer_id"])
+            .map_err(|e| polars_err("threads", e))?;
+        let mut groups: Vec<&[IdxSize]> = Vec::new();
+        let mut owned: Vec<Vec<IdxSize>> = Vec::new();
+        for_each_group(gb.get_groups(), |rows| owned.push(rows.to_vec()));
+        groups.extend(owned.iter().map(|g| g.as_slice()));
+        // Number threads in order of first appearance, so codes do not
+        // depend on how the group-by was scheduled.
+        groups.sort_by_key(|g| g.iter().min().copied());
+        for (t, rows) in groups.iter().enumerate() {
+            let r0 = rows[0] as usize;
+            shop_of_thread.push(shops.code(shop_s[r0].expect("bad rows removed")));
+            buyer_names.push(buyer_s[r0].expect("bad rows removed").to_string());
+            for &r in rows.iter() {
+                thread_of[r as usize] = t as u32;
+            }
+        }
+    }
+
+    // Agents ("" and null are code 0) and sessions (null is NONE).
+    let code_column = |name: &str, null_code: u32, interner: &mut Interner| -> Result<Vec<u32>> {
+        let values = str_col(name)?;
+        let mut codes = vec![null_code; n];
+        if n == 0 || values.iter().all(Option::is_none) {
+            return Ok(codes);
+        }
+        let gb = keys.group_by([name]).map_err(|e| polars_err(name, e))?;
+        let mut groups: Vec<Vec<IdxSize>> = Vec::new();
+        for_each_group(gb.get_groups(), |rows| groups.push(rows.to_vec()));
+        groups.sort_by_key(|g| g.iter().min().copied());
+        for rows in &groups {
+            let Some(v) = values[rows[0] as usize] else {
+                continue;
+            };
+            let code = interner.code(v);
+            for &r in rows {
+                codes[r as usize] = code;
+            }
+        }
+        Ok(codes)
+    };
+    let mut agents = Interner::with_empty();
+    let agent_v = code_column("agent_id", 0, &mut agents)?;
+    let mut sessions = Interner::new();
+    let session_v = if has_session_column {
+        code_column("session_id", NONE, &mut sessions)?
+    } else {
+        vec![NONE; n]
+    };
+
+    // Thread order: thread, ts, buyer rows first, input order. Packed keys
+    // keep the sort's comparisons in cache.
     if n >= 1 << 31 {
         return Err(Error::BadData(format!(
             "{n} rows in one load is more than kefu can order (2^31)"
         )));
     }
-    let mut keys: Vec<(u64, i64, u32)> = (0..n)
+    let mut order_keys: Vec<(u32, i64, u32)> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let thread = (u64::from(shop[i]) << 32) | u64::from(buyer[i]);
-            let tie = (u32::from(sender_v[i] != Sender::Buyer) << 31) | i as u32;
-            (thread, ts_v[i], tie)
+            (
+                thread_of[i],
+                ts_v[i],
+                (u32::from(sender_v[i] != Sender::Buyer) << 31) | i as u32,
+            )
         })
         .collect();
-    keys.par_sort_unstable();
-    let order: Vec<u32> = keys.into_iter().map(|k| k.2 & 0x7fff_ffff).collect();
-    let take = |v: &Vec<u32>| -> Vec<u32> { order.iter().map(|&i| v[i as usize]).collect() };
-    let shop_s = take(&shop);
-    let buyer_s = take(&buyer);
-    let ts_s: Vec<i64> = order.iter().map(|&i| ts_v[i as usize]).collect();
-    let day_s: Vec<i32> = order.iter().map(|&i| day_v[i as usize]).collect();
-    let tod_s: Vec<i32> = order.iter().map(|&i| tod_v[i as usize]).collect();
-    let sender_s: Vec<Sender> = order.iter().map(|&i| sender_v[i as usize]).collect();
-    let flags_s: Vec<u8> = order.iter().map(|&i| flags_v[i as usize]).collect();
-    let agent_s = take(&agent_v);
-    let session_s = take(&session_v);
+    order_keys.par_sort_unstable();
+    let order: Vec<usize> = order_keys
+        .iter()
+        .map(|k| (k.2 & 0x7fff_ffff) as usize)
+        .collect();
+    let thread_s: Vec<u32> = order_keys.iter().map(|k| k.0).collect();
+    drop(order_keys);
 
     let mut threads = Vec::new();
     let mut start = 0usize;
     for i in 1..=n {
-        if i == n || shop_s[i] != shop_s[start] || buyer_s[i] != buyer_s[start] {
-            if n > 0 {
-                threads.push((start as u32, i as u32));
-            }
+        if i == n || thread_s[i] != thread_s[start] {
+            threads.push((start as u32, i as u32));
             start = i;
         }
     }
@@ -746,21 +887,23 @@ fn build(
         .collect();
     rows_per_day.sort();
     stats.rows_per_day = rows_per_day;
-    drop(seen_ids);
 
     Ok(Messages {
         shop_names: shops.names,
-        buyer_names: buyers.names,
+        buyer_names,
         agent_names: agents.names,
-        shop: shop_s,
-        buyer: buyer_s,
-        ts: ts_s,
-        day: day_s,
-        tod: tod_s,
-        sender: sender_s,
-        flags: flags_s,
-        agent: agent_s,
-        session: session_s,
+        shop: thread_s
+            .iter()
+            .map(|&t| shop_of_thread[t as usize])
+            .collect(),
+        buyer: thread_s,
+        ts: order.iter().map(|&i| ts_v[i]).collect(),
+        day: order.iter().map(|&i| day_v[i]).collect(),
+        tod: order.iter().map(|&i| tod_v[i]).collect(),
+        sender: order.iter().map(|&i| sender_v[i]).collect(),
+        flags: order.iter().map(|&i| flags_v[i]).collect(),
+        agent: order.iter().map(|&i| agent_v[i]).collect(),
+        session: order.iter().map(|&i| session_v[i]).collect(),
         has_session_column,
         threads,
         stats,
