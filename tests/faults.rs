@@ -370,6 +370,13 @@ fn sweep_of_broken_inputs() {
         "`spam` must be a boolean",
     ));
 
+    let p = good("binary_ids");
+    rewrite(&p, |df| {
+        let raw: Vec<&[u8]> = vec![b"s\xff1".as_slice(); 4];
+        df.replace("shop_id", Column::new("shop_id".into(), raw)).unwrap();
+    });
+    cases.push(("non-UTF-8 (binary) shop_id".into(), p, vec![], 65, "`shop_id` must be a string"));
+
     let p = good("truncated");
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
