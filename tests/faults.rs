@@ -373,9 +373,16 @@ fn sweep_of_broken_inputs() {
     let p = good("binary_ids");
     rewrite(&p, |df| {
         let raw: Vec<&[u8]> = vec![b"s\xff1".as_slice(); 4];
-        df.replace("shop_id", Column::new("shop_id".into(), raw)).unwrap();
+        df.replace("shop_id", Column::new("shop_id".into(), raw))
+            .unwrap();
     });
-    cases.push(("non-UTF-8 (binary) shop_id".into(), p, vec![], 65, "`shop_id` must be a string"));
+    cases.push((
+        "non-UTF-8 (binary) shop_id".into(),
+        p,
+        vec![],
+        65,
+        "`shop_id` must be a string",
+    ));
 
     let p = good("truncated");
     let bytes = std::fs::read(&p).unwrap();
@@ -510,4 +517,78 @@ fn a_glob_that_would_read_the_output_is_refused() {
     ];
     let o = kefu(&args, &[]);
     assert!(o.status.success(), "{}", err(&o));
+}
+
+/// Clears the immutable attribute again however the test ends.
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn permission_denied_is_retryable_and_keeps_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    write_messages(&input, &sample(), Columns::default());
+    let out = dir.path().join("out");
+    let o = run(&input, &out, &[], &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let partition = out.join(format!("shop_daily/platform=pdd/dt={DAY}"));
+    let before = std::fs::read(partition.join("part-0.parquet")).unwrap();
+    // An immutable folder refuses new files even to root (EPERM).
+    let set = Command::new("chattr").arg("+i").arg(&partition).status();
+    if !set.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: chattr +i is not available here");
+        return;
+    }
+    let _guard = Immutable(partition.clone());
+    let o = run(&input, &out, &[], &[]);
+    assert_eq!(o.status.code(), Some(75), "{}", err(&o));
+    assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
+    assert_eq!(
+        std::fs::read(partition.join("part-0.parquet")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn timestamps_far_from_the_run_are_ignored_and_absurd_ones_are_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    let mut msgs = sample();
+    let mut old = buyer("1899-06-01 10:00:00");
+    old.buyer = "old".into();
+    let mut future = buyer("2199-06-01 10:00:00");
+    future.buyer = "future".into();
+    msgs.extend([old, future]);
+    write_messages(&input, &msgs, Columns::default());
+    let out = dir.path().join("out");
+    let o = run(&input, &out, &[], &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        counts(&read_shop_daily(&out, "pdd", date(DAY)), "s1", PDD30),
+        Some((1, 2))
+    );
+    // A run on 1899-06-01 reads the row before 1900: a bad row.
+    let args = [
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--platform",
+        "pdd",
+        "--date",
+        "1899-06-01",
+    ];
+    let o = kefu(&args, &[]);
+    assert_eq!(o.status.code(), Some(65), "{}", err(&o));
+    assert!(
+        err(&o).contains("ts is before 1900 or after 2200"),
+        "{}",
+        err(&o)
+    );
 }
