@@ -605,65 +605,74 @@ fn build(
                     .push(format!("{shown}, row {}: {reason}", part.row_numbers[row]));
             }
         };
-        let mut keep = vec![false; df.height()];
-        for i in 0..df.height() {
-            let time = times[i];
-            // Rows outside the loaded days are not part of this read.
-            if let Some((_, d, _)) = time {
-                if d < first || d > last {
-                    continue;
+        // Classify every row in parallel, then count in input order.
+        enum Class {
+            Skip,
+            Bad(&'static str),
+            BadSender(String),
+            Keep(i64, i32, i32, Sender),
+        }
+        let classes: Vec<Class> = (0..df.height())
+            .into_par_iter()
+            .map(|i| {
+                let time = times[i];
+                // Rows outside the loaded days are not part of this read.
+                if let Some((_, d, _)) = time {
+                    if d < first || d > last {
+                        return Class::Skip;
+                    }
                 }
-            }
-            if !shop_c[i] {
-                bad_row(i, "shop_id is null".into(), &mut stats);
-                continue;
-            }
-            if !buyer_c[i] {
-                bad_row(i, "buyer_id is null".into(), &mut stats);
-                continue;
-            }
-            let Some((utc, d, t)) = time else {
-                let why = if ts_phys[i].is_none() {
-                    "ts is null"
-                } else {
-                    "ts is before 1900 or after 2200"
+                if !shop_c[i] {
+                    return Class::Bad("shop_id is null");
+                }
+                if !buyer_c[i] {
+                    return Class::Bad("buyer_id is null");
+                }
+                let Some((utc, d, t)) = time else {
+                    return Class::Bad(if ts_phys[i].is_none() {
+                        "ts is null"
+                    } else {
+                        "ts is before 1900 or after 2200"
+                    });
                 };
-                bad_row(i, why.into(), &mut stats);
-                continue;
-            };
-            let mapped = sender_c[i].map(|v| {
-                settings
-                    .sender_values
-                    .get(v)
-                    .map(String::as_str)
-                    .unwrap_or(v)
-            });
-            let sender = match mapped {
-                Some("buyer") => Sender::Buyer,
-                Some("agent") => Sender::Agent,
-                Some("bot") => Sender::Bot,
-                Some("system") => Sender::System,
-                Some(other) => {
-                    bad_row(
-                        i,
-                        format!("sender `{other}` is not buyer, agent, bot or system"),
-                        &mut stats,
-                    );
-                    continue;
+                let mapped = sender_c[i].map(|v| {
+                    settings
+                        .sender_values
+                        .get(v)
+                        .map(String::as_str)
+                        .unwrap_or(v)
+                });
+                match mapped {
+                    Some("buyer") => Class::Keep(utc, d, t, Sender::Buyer),
+                    Some("agent") => Class::Keep(utc, d, t, Sender::Agent),
+                    Some("bot") => Class::Keep(utc, d, t, Sender::Bot),
+                    Some("system") => Class::Keep(utc, d, t, Sender::System),
+                    Some(other) => Class::BadSender(other.to_string()),
+                    None => Class::Bad("sender is null"),
                 }
-                None => {
-                    bad_row(i, "sender is null".into(), &mut stats);
-                    continue;
+            })
+            .collect();
+        let mut keep = vec![false; df.height()];
+        for (i, class) in classes.into_iter().enumerate() {
+            match class {
+                Class::Skip => {}
+                Class::Bad(why) => bad_row(i, why.to_string(), &mut stats),
+                Class::BadSender(v) => bad_row(
+                    i,
+                    format!("sender `{v}` is not buyer, agent, bot or system"),
+                    &mut stats,
+                ),
+                Class::Keep(utc, d, t, sender) => {
+                    stats.rows_read += 1;
+                    keep[i] = true;
+                    ts_v.push(utc);
+                    day_v.push(d);
+                    tod_v.push(t);
+                    sender_v.push(sender);
+                    flags_v.push(flag_v[i]);
+                    consumer_v.push(peer_c.as_ref().is_none_or(|p| p[i]));
                 }
-            };
-            stats.rows_read += 1;
-            keep[i] = true;
-            ts_v.push(utc);
-            day_v.push(d);
-            tod_v.push(t);
-            sender_v.push(sender);
-            flags_v.push(flag_v[i]);
-            consumer_v.push(peer_c.as_ref().is_none_or(|p| p[i]));
+            }
         }
         stats.file_rows.push((
             part.path.display().to_string(),
@@ -679,8 +688,9 @@ fn build(
                 Err(_) => Column::full_null((*name).into(), df.height(), &DataType::String),
             });
         }
+        let all_kept = keep.iter().all(|&k| k);
         let part_keys = DataFrame::new(df.height(), cols)
-            .and_then(|k| k.filter(&mask))
+            .and_then(|k| if all_kept { Ok(k) } else { k.filter(&mask) })
             .map_err(|e| polars_err("selecting rows", e))?;
         keys = Some(match keys {
             None => part_keys,
@@ -724,7 +734,6 @@ fn build(
         )
         .map_err(|e| polars_err("empty input", e))?,
     };
-    keys.rechunk_mut();
     let n = keys.height();
     keys.with_column(Column::new("__day".into(), day_v.clone()))
         .map_err(|e| polars_err("day column", e))?;
@@ -734,8 +743,7 @@ fn build(
     let mut dropped = vec![false; n];
     let msg_ids = keys
         .column("msg_id")
-        .map_err(|e| polars_err("msg_id", e))?
-        .str()
+        .and_then(|c| c.str())
         .map_err(|e| polars_err("msg_id", e))?
         .clone();
     if n > 0 && msg_ids.null_count() < n {
@@ -762,26 +770,16 @@ fn build(
             stats.non_consumer += 1;
         }
     }
-    let kept: Vec<usize> = (0..n).filter(|&i| !dropped[i]).collect();
-    let mask = BooleanChunked::from_iter_values("keep".into(), dropped.iter().map(|d| !d));
-    let keys = keys
-        .filter(&mask)
-        .map_err(|e| polars_err("dropping duplicates", e))?;
-    let pick = |v: &[i64]| kept.iter().map(|&i| v[i]).collect::<Vec<_>>();
-    let ts_v = pick(&ts_v);
-    let day_v: Vec<i32> = kept.iter().map(|&i| day_v[i]).collect();
-    let tod_v: Vec<i32> = kept.iter().map(|&i| tod_v[i]).collect();
-    let sender_v: Vec<Sender> = kept.iter().map(|&i| sender_v[i]).collect();
-    let flags_v: Vec<u8> = kept.iter().map(|&i| flags_v[i]).collect();
-    let n = kept.len();
-
     let mut per_day: PlHashMap<i32, u64> = PlHashMap::new();
-    for &d in &day_v {
-        *per_day.entry(d).or_default() += 1;
+    for (i, &d) in day_v.iter().enumerate() {
+        if !dropped[i] {
+            *per_day.entry(d).or_default() += 1;
+        }
     }
 
-    // Threads: one group per (shop_id, buyer_id). A thread's code is its
-    // group's index; shops get codes from the threads' first rows.
+    // Threads: one group per (shop_id, buyer_id) among the rows left; a
+    // thread's code is its number, shops get codes from threads' first rows.
+    // Codes only order the work: every output is sorted by the strings.
     let str_col = |name: &str| -> Result<Vec<Option<&str>>> {
         Ok(keys
             .column(name)
@@ -790,31 +788,27 @@ fn build(
             .iter()
             .collect())
     };
-    let shop_s = str_col("shop_id")?;
-    let buyer_s = str_col("buyer_id")?;
-    let mut thread_of = vec![0u32; n];
+    let mut thread_of = vec![NONE; n];
     let mut shop_of_thread = Vec::new();
     let mut buyer_names = Vec::new();
     let mut shops = Interner::new();
     if n > 0 {
+        let shop_s = str_col("shop_id")?;
+        let buyer_s = str_col("buyer_id")?;
         let gb = keys
             .group_by(["shop_id", "buyer_id"])
             .map_err(|e| polars_err("threads", e))?;
-        let mut groups: Vec<&[IdxSize]> = Vec::new();
-        let mut owned: Vec<Vec<IdxSize>> = Vec::new();
-        for_each_group(gb.get_groups(), |rows| owned.push(rows.to_vec()));
-        groups.extend(owned.iter().map(|g| g.as_slice()));
-        // Number threads in order of first appearance, so codes do not
-        // depend on how the group-by was scheduled.
-        groups.sort_by_key(|g| g.iter().min().copied());
-        for (t, rows) in groups.iter().enumerate() {
-            let r0 = rows[0] as usize;
-            shop_of_thread.push(shops.code(shop_s[r0].expect("bad rows removed")));
-            buyer_names.push(buyer_s[r0].expect("bad rows removed").to_string());
-            for &r in rows.iter() {
-                thread_of[r as usize] = t as u32;
+        for_each_group(gb.get_groups(), |rows| {
+            let Some(&r0) = rows.iter().find(|&&r| !dropped[r as usize]) else {
+                return;
+            };
+            let t = shop_of_thread.len() as u32;
+            shop_of_thread.push(shops.code(shop_s[r0 as usize].expect("bad rows removed")));
+            buyer_names.push(buyer_s[r0 as usize].expect("bad rows removed").to_string());
+            for &r in rows {
+                thread_of[r as usize] = t;
             }
-        }
+        });
     }
 
     // Agents ("" and null are code 0) and sessions (null is NONE).
@@ -825,18 +819,15 @@ fn build(
             return Ok(codes);
         }
         let gb = keys.group_by([name]).map_err(|e| polars_err(name, e))?;
-        let mut groups: Vec<Vec<IdxSize>> = Vec::new();
-        for_each_group(gb.get_groups(), |rows| groups.push(rows.to_vec()));
-        groups.sort_by_key(|g| g.iter().min().copied());
-        for rows in &groups {
+        for_each_group(gb.get_groups(), |rows| {
             let Some(v) = values[rows[0] as usize] else {
-                continue;
+                return;
             };
             let code = interner.code(v);
             for &r in rows {
                 codes[r as usize] = code;
             }
-        }
+        });
         Ok(codes)
     };
     let mut agents = Interner::with_empty();
@@ -847,31 +838,49 @@ fn build(
     } else {
         vec![NONE; n]
     };
+    drop(keys);
 
-    // Thread order: thread, ts, buyer rows first, input order. Packed keys
-    // keep the sort's comparisons in cache.
+    // Thread order: thread, ts, buyer rows first, input order. The rows are
+    // sorted as whole records, which streams memory instead of gathering
+    // nine columns through a permutation.
     if n >= 1 << 31 {
         return Err(Error::BadData(format!(
             "{n} rows in one load is more than kefu can order (2^31)"
         )));
     }
-    let mut order_keys: Vec<(u32, i64, u32)> = (0..n)
+    #[derive(Clone, Copy)]
+    struct Rec {
+        thread: u32,
+        tie: u32,
+        ts: i64,
+        day: i32,
+        tod: i32,
+        agent: u32,
+        session: u32,
+        sender: Sender,
+        flags: u8,
+    }
+    let mut recs: Vec<Rec> = (0..n)
         .into_par_iter()
-        .map(|i| {
-            (
-                thread_of[i],
-                ts_v[i],
-                (u32::from(sender_v[i] != Sender::Buyer) << 31) | i as u32,
-            )
+        .filter(|&i| !dropped[i])
+        .map(|i| Rec {
+            thread: thread_of[i],
+            tie: (u32::from(sender_v[i] != Sender::Buyer) << 31) | i as u32,
+            ts: ts_v[i],
+            day: day_v[i],
+            tod: tod_v[i],
+            agent: agent_v[i],
+            session: session_v[i],
+            sender: sender_v[i],
+            flags: flags_v[i],
         })
         .collect();
-    order_keys.par_sort_unstable();
-    let order: Vec<usize> = order_keys
-        .iter()
-        .map(|k| (k.2 & 0x7fff_ffff) as usize)
-        .collect();
-    let thread_s: Vec<u32> = order_keys.iter().map(|k| k.0).collect();
-    drop(order_keys);
+    drop((
+        thread_of, ts_v, day_v, tod_v, agent_v, session_v, sender_v, flags_v, dropped,
+    ));
+    recs.par_sort_unstable_by_key(|r| (r.thread, r.ts, r.tie));
+    let n = recs.len();
+    let thread_s: Vec<u32> = recs.iter().map(|r| r.thread).collect();
 
     let mut threads = Vec::new();
     let mut start = 0usize;
@@ -897,13 +906,13 @@ fn build(
             .map(|&t| shop_of_thread[t as usize])
             .collect(),
         buyer: thread_s,
-        ts: order.iter().map(|&i| ts_v[i]).collect(),
-        day: order.iter().map(|&i| day_v[i]).collect(),
-        tod: order.iter().map(|&i| tod_v[i]).collect(),
-        sender: order.iter().map(|&i| sender_v[i]).collect(),
-        flags: order.iter().map(|&i| flags_v[i]).collect(),
-        agent: order.iter().map(|&i| agent_v[i]).collect(),
-        session: order.iter().map(|&i| session_v[i]).collect(),
+        ts: recs.iter().map(|r| r.ts).collect(),
+        day: recs.iter().map(|r| r.day).collect(),
+        tod: recs.iter().map(|r| r.tod).collect(),
+        sender: recs.iter().map(|r| r.sender).collect(),
+        flags: recs.iter().map(|r| r.flags).collect(),
+        agent: recs.iter().map(|r| r.agent).collect(),
+        session: recs.iter().map(|r| r.session).collect(),
         has_session_column,
         threads,
         stats,
