@@ -552,7 +552,36 @@ fn build(
             .iter()
             .map(|v| v.is_some())
             .collect();
-        let sender_c: Vec<Option<&str>> = s("sender").expect("selected").iter().collect();
+        // Senders as small codes (after [input.sender_values]): 0 null,
+        // 1-4 the four senders, 5 anything else.
+        let sender_strings = s("sender").expect("selected");
+        let mapped_sender = |v: &str| {
+            settings
+                .sender_values
+                .get(v)
+                .map(String::as_str)
+                .unwrap_or(v)
+                .to_string()
+        };
+        let sender_c: Vec<u8> = sender_strings
+            .iter()
+            .map(|v| {
+                match v.map(|v| {
+                    settings
+                        .sender_values
+                        .get(v)
+                        .map(String::as_str)
+                        .unwrap_or(v)
+                }) {
+                    None => 0,
+                    Some("buyer") => 1,
+                    Some("agent") => 2,
+                    Some("bot") => 3,
+                    Some("system") => 4,
+                    Some(_) => 5,
+                }
+            })
+            .collect();
         let peer_c: Option<Vec<bool>> = s("peer_kind").map(|c| {
             c.iter()
                 .map(|v| v.is_none_or(|p| p == "consumer"))
@@ -609,7 +638,7 @@ fn build(
         enum Class {
             Skip,
             Bad(&'static str),
-            BadSender(String),
+            BadSender,
             Keep(i64, i32, i32, Sender),
         }
         let classes: Vec<Class> = (0..df.height())
@@ -635,20 +664,13 @@ fn build(
                         "ts is before 1900 or after 2200"
                     });
                 };
-                let mapped = sender_c[i].map(|v| {
-                    settings
-                        .sender_values
-                        .get(v)
-                        .map(String::as_str)
-                        .unwrap_or(v)
-                });
-                match mapped {
-                    Some("buyer") => Class::Keep(utc, d, t, Sender::Buyer),
-                    Some("agent") => Class::Keep(utc, d, t, Sender::Agent),
-                    Some("bot") => Class::Keep(utc, d, t, Sender::Bot),
-                    Some("system") => Class::Keep(utc, d, t, Sender::System),
-                    Some(other) => Class::BadSender(other.to_string()),
-                    None => Class::Bad("sender is null"),
+                match sender_c[i] {
+                    1 => Class::Keep(utc, d, t, Sender::Buyer),
+                    2 => Class::Keep(utc, d, t, Sender::Agent),
+                    3 => Class::Keep(utc, d, t, Sender::Bot),
+                    4 => Class::Keep(utc, d, t, Sender::System),
+                    0 => Class::Bad("sender is null"),
+                    _ => Class::BadSender,
                 }
             })
             .collect();
@@ -657,11 +679,14 @@ fn build(
             match class {
                 Class::Skip => {}
                 Class::Bad(why) => bad_row(i, why.to_string(), &mut stats),
-                Class::BadSender(v) => bad_row(
-                    i,
-                    format!("sender `{v}` is not buyer, agent, bot or system"),
-                    &mut stats,
-                ),
+                Class::BadSender => {
+                    let v = mapped_sender(sender_strings.get(i).unwrap_or_default());
+                    bad_row(
+                        i,
+                        format!("sender `{v}` is not buyer, agent, bot or system"),
+                        &mut stats,
+                    )
+                }
                 Class::Keep(utc, d, t, sender) => {
                     stats.rows_read += 1;
                     keep[i] = true;
@@ -780,13 +805,12 @@ fn build(
     // Threads: one group per (shop_id, buyer_id) among the rows left; a
     // thread's code is its number, shops get codes from threads' first rows.
     // Codes only order the work: every output is sorted by the strings.
-    let str_col = |name: &str| -> Result<Vec<Option<&str>>> {
-        Ok(keys
-            .column(name)
+    // Group representatives are looked up one by one: no column of string
+    // slices is materialised.
+    let str_col = |name: &str| -> Result<&StringChunked> {
+        keys.column(name)
             .and_then(|c| c.str())
-            .map_err(|e| polars_err(name, e))?
-            .iter()
-            .collect())
+            .map_err(|e| polars_err(name, e))
     };
     let mut thread_of = vec![NONE; n];
     let mut shop_of_thread = Vec::new();
@@ -803,8 +827,13 @@ fn build(
                 return;
             };
             let t = shop_of_thread.len() as u32;
-            shop_of_thread.push(shops.code(shop_s[r0 as usize].expect("bad rows removed")));
-            buyer_names.push(buyer_s[r0 as usize].expect("bad rows removed").to_string());
+            shop_of_thread.push(shops.code(shop_s.get(r0 as usize).expect("bad rows removed")));
+            buyer_names.push(
+                buyer_s
+                    .get(r0 as usize)
+                    .expect("bad rows removed")
+                    .to_string(),
+            );
             for &r in rows {
                 thread_of[r as usize] = t;
             }
@@ -815,12 +844,12 @@ fn build(
     let code_column = |name: &str, null_code: u32, interner: &mut Interner| -> Result<Vec<u32>> {
         let values = str_col(name)?;
         let mut codes = vec![null_code; n];
-        if n == 0 || values.iter().all(Option::is_none) {
+        if n == 0 || values.null_count() == n {
             return Ok(codes);
         }
         let gb = keys.group_by([name]).map_err(|e| polars_err(name, e))?;
         for_each_group(gb.get_groups(), |rows| {
-            let Some(v) = values[rows[0] as usize] else {
+            let Some(v) = values.get(rows[0] as usize) else {
                 return;
             };
             let code = interner.code(v);
