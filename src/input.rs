@@ -450,6 +450,7 @@ pub fn local_to_utc(tz: &Tz, local_ms: i64) -> Option<i64> {
 const TS_MIN_MS: i64 = -2_208_988_800_000;
 const TS_MAX_MS: i64 = 7_258_118_400_000;
 
+/// Strings to dense `u32` codes, in order of first use.
 struct Interner {
     map: PlHashMap<String, u32>,
     names: Vec<String>,
@@ -457,12 +458,9 @@ struct Interner {
 
 impl Interner {
     fn new() -> Self {
-        Interner::with_capacity(0)
-    }
-    fn with_capacity(n: usize) -> Self {
         Interner {
-            map: PlHashMap::with_capacity(n),
-            names: Vec::with_capacity(n),
+            map: PlHashMap::new(),
+            names: Vec::new(),
         }
     }
     fn with_empty() -> Self {
