@@ -31,6 +31,89 @@ pub enum Command {
     Rules(RulesArgs),
     /// Write a deterministic synthetic message table (for trying kefu, tests, benches).
     Gen(GenArgs),
+    /// Print a Spark SQL script computing shop_daily for the days (warehouse scale).
+    Sql(SqlArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// Input messages as Spark reads them: a Parquet file, a flat or
+    /// Hive-partitioned directory, or a glob; a path or a URI (s3://, hdfs://).
+    #[arg(long, value_name = "PATH")]
+    pub input: String,
+    /// Output directory (path or URI); the script writes DIR/shop_daily/platform=P/dt=D/.
+    #[arg(long, value_name = "DIR")]
+    pub output: String,
+    /// The preset to use; also the platform= partition name (with --rules, any name of [a-z0-9_-]).
+    #[arg(long, value_name = "NAME")]
+    pub platform: String,
+    /// The (first) local day to compute, YYYY-MM-DD.
+    #[arg(long, value_name = "D", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// Compute every day from --date to this one, inclusive.
+    #[arg(long, value_name = "D2", value_parser = parse_date)]
+    pub to: Option<NaiveDate>,
+    /// A rule file replacing the presets (a file without [[metric]] keeps the
+    /// presets and changes only the input settings).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Compute every day with the rule versions in force on this date.
+    #[arg(long, value_name = "D", value_parser = parse_date)]
+    pub rules_as_of: Option<NaiveDate>,
+    /// Fail on any bad row (the script's bad-row check uses a share of 0).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl SqlArgs {
+    pub fn resolve(&self) -> Result<kefu::spark::SparkJob> {
+        check_platform(&self.platform)?;
+        let to = self.to.unwrap_or(self.date);
+        if to < self.date {
+            return Err(Error::Usage(format!(
+                "--to {to} is before --date {}",
+                self.date
+            )));
+        }
+        let mut rules = resolve_rules(Some(&self.platform), self.rules.as_ref())?;
+        if self.strict {
+            rules.input.max_bad_row_share = 0.0;
+        }
+        Ok(kefu::spark::SparkJob {
+            rules,
+            platform: self.platform.clone(),
+            from: self.date,
+            to,
+            rules_as_of: self.rules_as_of,
+            input: absolute_local(&self.input)?,
+            output: absolute_local(&self.output)?,
+        })
+    }
+}
+
+/// A local path made absolute (Spark resolves relative paths against its own
+/// working or warehouse directory); URIs (`scheme://...`) are kept as given.
+fn absolute_local(p: &str) -> Result<String> {
+    if p.contains("://") {
+        return Ok(p.to_string());
+    }
+    let abs = std::path::absolute(p).map_err(|e| Error::Usage(format!("{p}: {e}")))?;
+    Ok(abs.display().to_string())
+}
+
+/// `--platform` names the platform= partition: 1-64 characters of a-z, 0-9, _ and -.
+fn check_platform(p: &str) -> Result<()> {
+    if p.is_empty()
+        || p.len() > 64
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(Error::Usage(format!(
+            "--platform `{p}` must be 1-64 characters of a-z, 0-9, _ and - (it names the platform= partition)"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -169,16 +252,7 @@ pub fn resolve_rules(platform: Option<&str>, rules: Option<&PathBuf>) -> Result<
 impl RunArgs {
     pub fn resolve(&self) -> Result<RunConfig> {
         let p = &self.platform;
-        if p.is_empty()
-            || p.len() > 64
-            || !p
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
-            return Err(Error::Usage(format!(
-                "--platform `{p}` must be 1-64 characters of a-z, 0-9, _ and - (it names the platform= partition)"
-            )));
-        }
+        check_platform(p)?;
         let rules = resolve_rules(Some(p), self.rules.as_ref())?;
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));

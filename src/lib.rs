@@ -12,5 +12,6 @@ pub mod input;
 pub mod job;
 pub mod output;
 pub mod rules;
+pub mod spark;
 
 pub use error::{Error, Result};

@@ -50,6 +50,10 @@ fn run(cli: Cli) -> kefu::Result<()> {
             }
             Ok(())
         }
+        Command::Sql(args) => {
+            print!("{}", kefu::spark::script(&args.resolve()?)?);
+            Ok(())
+        }
         Command::Gen(args) => {
             let cfg = args.resolve();
             let rows = kefu::gen::write(&cfg, &args.output)?;
