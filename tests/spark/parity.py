@@ -80,6 +80,9 @@ def main():
             print(f"ok   {name}: {total} rows equal over {len(dates.split(','))} day(s) ({took:.1f}s)")
         sys.stdout.flush()
     spark.stop()
+    cases = sum(1 for line in open(sys.argv[1])) if len(sys.argv) > 1 else None
+    if cases is not None:
+        print(f"parity: {cases - failures} passed, {failures} failed")
     sys.exit(1 if failures else 0)
 
 
