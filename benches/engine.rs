@@ -35,9 +35,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("kefu");
     g.sample_size(10);
     g.bench_function("load 400k rows", |b| {
-        b.iter(|| input::load(&files, &pdd.input, range, false).unwrap())
+        b.iter(|| input::load(&files, &pdd.input, range, false, kefu::shard::Shard::WHOLE).unwrap())
     });
-    let msgs = input::load(&files, &pdd.input, range, false).unwrap();
+    let msgs = input::load(&files, &pdd.input, range, false, kefu::shard::Shard::WHOLE).unwrap();
     let pdd_metrics = pdd.in_force(day);
     g.bench_function("engine pdd", |b| {
         b.iter(|| compute_day(&msgs, &pdd_metrics, day, EngineOptions::default()))

@@ -193,6 +193,10 @@ pub struct RunArgs {
     /// Do not write the items (per-item detail) table.
     #[arg(long)]
     pub no_items: bool,
+    /// Compute only the shops of shard I of N (a stable hash of shop_id), writing
+    /// part-I-of-N files: N runs, on any machines, together write what one would.
+    #[arg(long, value_name = "I/N", value_parser = kefu::shard::Shard::parse)]
+    pub shard: Option<kefu::shard::Shard>,
 }
 
 #[derive(Args, Debug)]
@@ -267,6 +271,7 @@ impl RunArgs {
             rules_as_of: self.rules_as_of,
             strict: self.strict,
             write_items: !self.no_items,
+            shard: self.shard.unwrap_or(kefu::shard::Shard::WHOLE),
         })
     }
 }

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::rules::InputSettings;
+use crate::shard::Shard;
 
 pub const MS_PER_DAY: i64 = 86_400_000;
 
@@ -238,6 +239,7 @@ pub fn load(
     settings: &InputSettings,
     days: DayRange,
     strict: bool,
+    shard: Shard,
 ) -> Result<Messages> {
     let first = day_number(days.first);
     let last = day_number(days.last);
@@ -255,7 +257,15 @@ pub fn load(
     let has_session_column = parts
         .iter()
         .any(|p| p.df.get_column_index("session_id").is_some());
-    build(parts, settings, first, last, strict, has_session_column)
+    build(
+        parts,
+        settings,
+        first,
+        last,
+        strict,
+        has_session_column,
+        shard,
+    )
 }
 
 fn read_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> Result<FileRows> {
@@ -516,6 +526,7 @@ fn build(
     last: i32,
     strict: bool,
     has_session_column: bool,
+    shard: Shard,
 ) -> Result<Messages> {
     let tz = settings.timezone;
     let mut stats = LoadStats {
@@ -540,6 +551,15 @@ fn build(
         let s = |name: &str| -> Option<&StringChunked> {
             df.column(name).ok().and_then(|c| c.str().ok())
         };
+        // Rows of other shards' shops are not this run's (null shops go to
+        // shard 0, which reports them as bad rows).
+        let in_shard: Option<Vec<bool>> = (!shard.is_whole()).then(|| {
+            s("shop_id")
+                .expect("selected")
+                .iter()
+                .map(|v| shard.owns(v))
+                .collect()
+        });
         let shop_c: Vec<bool> = s("shop_id")
             .expect("selected")
             .iter()
@@ -648,6 +668,9 @@ fn build(
                     if d < first || d > last {
                         return Class::Skip;
                     }
+                }
+                if in_shard.as_ref().is_some_and(|o| !o[i]) {
+                    return Class::Skip;
                 }
                 if !shop_c[i] {
                     return Class::Bad("shop_id is null");

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, DayRange};
 use crate::output::{self, AlertRow, MetricRow};
 use crate::rules::{Metric, RuleSet};
+use crate::shard::Shard;
 
 /// A resolved run.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct RunConfig {
     pub strict: bool,
     /// Write the `items` table.
     pub write_items: bool,
+    /// Compute only this shard's shops ([`Shard::WHOLE`] for all).
+    pub shard: Shard,
 }
 
 /// What one day did, for the summary.
@@ -95,8 +98,8 @@ pub fn run(cfg: &RunConfig, progress: Progress) -> Result<Vec<DaySummary>> {
     // Fail on a missing input before creating anything.
     let first = cfg.from.pred_opt().unwrap_or(cfg.from);
     input::discover(&cfg.input, (first, cfg.to + chrono::Duration::days(2)))?;
-    let _lock = output::lock(&cfg.output)?;
-    output::remove_stale_staging_all(&cfg.output, &cfg.platform);
+    let _lock = output::lock(&cfg.output, cfg.shard)?;
+    output::remove_stale_staging_all(&cfg.output, &cfg.platform, cfg.shard);
     let mut days: Vec<NaiveDate> = cfg.from.iter_days().take_while(|d| *d <= cfg.to).collect();
     // Finalise the day before the run if it was written provisionally.
     if let Some(prev) = cfg.from.pred_opt() {
@@ -163,7 +166,7 @@ fn rules_hash(cfg: &RunConfig, metrics: &[&Metric]) -> String {
 }
 
 fn is_provisional(cfg: &RunConfig, day: NaiveDate) -> bool {
-    output::read_manifest(&cfg.output, "shop_daily", &cfg.platform, day)
+    output::read_manifest(&cfg.output, "shop_daily", &cfg.platform, day, cfg.shard)
         .and_then(|m| m.get("provisional").and_then(|v| v.as_bool()))
         .unwrap_or(false)
 }
@@ -196,6 +199,7 @@ fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySumma
             last: next,
         },
         cfg.strict,
+        cfg.shard,
     )?;
     let stats = &msgs.stats;
     for ex in &stats.bad_examples {
@@ -239,6 +243,7 @@ fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySumma
     let manifest = |table: &str, rows: usize| {
         json!({
             "kefu_version": env!("CARGO_PKG_VERSION"),
+            "shard": cfg.shard.to_string(),
             "table": table,
             "platform": cfg.platform,
             "dt": day.to_string(),
@@ -278,12 +283,13 @@ fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySumma
     // shop_daily last: its manifest is what later runs consult.
     tables.rotate_left(1);
     for (table, df) in &mut tables {
-        output::commit_partition(&cfg.output, table, &cfg.platform, day, df)?;
+        output::commit_partition(&cfg.output, table, &cfg.platform, day, cfg.shard, df)?;
         output::commit_manifest(
             &cfg.output,
             table,
             &cfg.platform,
             day,
+            cfg.shard,
             &manifest(table, df.height()),
         )?;
     }
@@ -322,7 +328,7 @@ fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<Me
     let mut provisional_days = Vec::new();
     for back in 0..widest {
         let d = day - chrono::Duration::days(back as i64);
-        let rows = match output::read_shop_daily(&cfg.output, &cfg.platform, d)? {
+        let rows = match output::read_shop_daily(&cfg.output, &cfg.platform, d, cfg.shard)? {
             Some(rows) => rows,
             None => {
                 line(progress, &format!("  {day}: the window needs {d}, which has no shop_daily partition: computing it"));
@@ -335,7 +341,8 @@ fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<Me
                     }
                     Err(e) => return Err(e),
                 }
-                output::read_shop_daily(&cfg.output, &cfg.platform, d)?.unwrap_or_default()
+                output::read_shop_daily(&cfg.output, &cfg.platform, d, cfg.shard)?
+                    .unwrap_or_default()
             }
         };
         if is_provisional(cfg, d) {
@@ -373,14 +380,23 @@ fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<Me
         .collect();
     let mut df = output::shop_rolling(&mut rows)
         .map_err(|e| Error::Io(format!("cannot build table shop_rolling for {day}: {e}")))?;
-    output::commit_partition(&cfg.output, "shop_rolling", &cfg.platform, day, &mut df)?;
+    output::commit_partition(
+        &cfg.output,
+        "shop_rolling",
+        &cfg.platform,
+        day,
+        cfg.shard,
+        &mut df,
+    )?;
     output::commit_manifest(
         &cfg.output,
         "shop_rolling",
         &cfg.platform,
         day,
+        cfg.shard,
         &json!({
             "kefu_version": env!("CARGO_PKG_VERSION"),
+            "shard": cfg.shard.to_string(),
             "table": "shop_rolling",
             "platform": cfg.platform,
             "dt": day.to_string(),
@@ -405,7 +421,8 @@ fn alerts(
     provisional: bool,
 ) -> Result<usize> {
     let metrics = metrics_for(cfg, day);
-    let daily = output::read_shop_daily(&cfg.output, &cfg.platform, day)?.unwrap_or_default();
+    let daily =
+        output::read_shop_daily(&cfg.output, &cfg.platform, day, cfg.shard)?.unwrap_or_default();
     let mut rows = Vec::new();
     for m in metrics.iter().filter(|m| m.target.is_some()) {
         let target = m.target.expect("filtered");
@@ -447,14 +464,23 @@ fn alerts(
     let n = rows.len();
     let mut df = output::alerts(&mut rows)
         .map_err(|e| Error::Io(format!("cannot build table alerts for {day}: {e}")))?;
-    output::commit_partition(&cfg.output, "alerts", &cfg.platform, day, &mut df)?;
+    output::commit_partition(
+        &cfg.output,
+        "alerts",
+        &cfg.platform,
+        day,
+        cfg.shard,
+        &mut df,
+    )?;
     output::commit_manifest(
         &cfg.output,
         "alerts",
         &cfg.platform,
         day,
+        cfg.shard,
         &json!({
             "kefu_version": env!("CARGO_PKG_VERSION"),
+            "shard": cfg.shard.to_string(),
             "table": "alerts",
             "platform": cfg.platform,
             "dt": day.to_string(),

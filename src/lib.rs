@@ -12,6 +12,7 @@ pub mod input;
 pub mod job;
 pub mod output;
 pub mod rules;
+pub mod shard;
 pub mod spark;
 
 pub use error::{Error, Result};

@@ -1,7 +1,8 @@
 //! Output tables (SPEC §5): build them from a day's result and commit each
 //! partition atomically.
 //!
-//! A partition is one file, `DIR/<table>/platform=P/dt=D/part-0.parquet`. It
+//! A partition is one file, `DIR/<table>/platform=P/dt=D/part-0.parquet` (or
+//! one file per shard, `part-I-of-N.parquet`, see [`crate::shard`]). It
 //! is written to a hidden staging file beside it (`.part-0.parquet.<pid>.tmp`,
 //! which Hive-style readers skip), flushed to disk, and renamed over the old
 //! file: a rename within a directory is atomic, so a reader sees the old
@@ -18,6 +19,7 @@ use crate::engine::DayResult;
 use crate::error::{Error, Result};
 use crate::input::Messages;
 use crate::rules::{Kind, Metric};
+use crate::shard::Shard;
 
 /// The tables a day writes.
 pub const TABLES: &[&str] = &[
@@ -260,16 +262,17 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// An exclusive lock on the output directory for the whole run, so that two
 /// runs never interleave partitions. The second run fails at once (exit 75,
-/// retryable) naming the holder. The lock file (`DIR/.kefu.lock`) stays; the
-/// lock is released when the process ends, however it ends.
-pub fn lock(out: &Path) -> Result<File> {
+/// retryable) naming the holder. The lock file (`DIR/.kefu.lock`, one per
+/// shard when sharded) stays; the lock is released when the process ends,
+/// however it ends.
+pub fn lock(out: &Path, shard: Shard) -> Result<File> {
     fs::create_dir_all(out).map_err(|e| {
         Error::Io(format!(
             "cannot create output directory {}: {e}",
             out.display()
         ))
     })?;
-    let path = out.join(".kefu.lock");
+    let path = out.join(shard.lock_file());
     let mut file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -312,13 +315,16 @@ pub fn partition_dir(out: &Path, table: &str, platform: &str, day: NaiveDate) ->
         .join(format!("dt={day}"))
 }
 
-/// Writes `df` as the partition's `part-0.parquet`, replacing any previous
-/// one atomically.
+/// Writes `df` as the partition's data file (`part-0.parquet`, or the
+/// shard's), replacing any previous one atomically. Files kefu wrote under
+/// another shard count are removed, so a partition always holds one
+/// sharding.
 pub fn commit_partition(
     out: &Path,
     table: &str,
     platform: &str,
     day: NaiveDate,
+    shard: Shard,
     df: &mut DataFrame,
 ) -> Result<PathBuf> {
     let dir = partition_dir(out, table, platform, day);
@@ -326,9 +332,9 @@ pub fn commit_partition(
         Error::Io(format!("cannot {what} {}: {e}", p.display()))
     };
     fs::create_dir_all(&dir).map_err(|e| io("create", &dir, &e))?;
-    remove_stale_staging(&dir);
-    let final_path = dir.join("part-0.parquet");
-    let staged = dir.join(format!(".part-0.parquet.{}.tmp", std::process::id()));
+    remove_stale_staging(&dir, shard);
+    let final_path = dir.join(shard.data_file());
+    let staged = dir.join(format!(".{}.{}.tmp", shard.data_file(), std::process::id()));
     let result = (|| -> Result<()> {
         let mut file = File::create(&staged).map_err(|e| io("create", &staged, &e))?;
         if let Some(e) = injected_fault(table) {
@@ -341,6 +347,7 @@ pub fn commit_partition(
         file.flush().map_err(|e| io("write", &staged, &e))?;
         file.sync_all().map_err(|e| io("sync", &staged, &e))?;
         fs::rename(&staged, &final_path).map_err(|e| io("commit", &final_path, &e))?;
+        remove_other_sharding(&dir, shard);
         // Make the rename itself durable.
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
@@ -353,33 +360,49 @@ pub fn commit_partition(
     result.map(|_| final_path)
 }
 
-/// Removes the staging files killed runs left anywhere under this
-/// platform's partitions. Called with the output's lock held, so no other
+/// Removes the staging files killed runs of this shard left anywhere under
+/// this platform's partitions. Called with the shard's lock held, so no other
 /// kefu run is writing them.
-pub fn remove_stale_staging_all(out: &Path, platform: &str) {
+pub fn remove_stale_staging_all(out: &Path, platform: &str, shard: Shard) {
     for table in TABLES {
         let Ok(days) = fs::read_dir(out.join(table).join(format!("platform={platform}"))) else {
             continue;
         };
         for d in days.flatten() {
             if d.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_stale_staging(&d.path());
+                remove_stale_staging(&d.path(), shard);
             }
         }
     }
 }
 
-/// Removes staging files a killed run left in a partition folder: only names
-/// kefu itself gives them (`.part-0.parquet.<pid>.tmp`,
+/// Removes data and manifest files kefu wrote under another shard count.
+fn remove_other_sharding(dir: &Path, shard: Shard) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if shard.is_other_sharding(&e.file_name().to_string_lossy()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Removes staging files a killed run of this shard left in a partition
+/// folder: only names kefu itself gives them (`.part-0.parquet.<pid>.tmp`,
 /// `._manifest.json.<pid>.tmp`), never anything else.
-fn remove_stale_staging(dir: &Path) {
+fn remove_stale_staging(dir: &Path, shard: Shard) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        let ours = [".part-0.parquet.", "._manifest.json."].iter().any(|p| {
+        let prefixes = [
+            format!(".{}.", shard.data_file()),
+            format!(".{}.", shard.manifest_file()),
+        ];
+        let ours = prefixes.iter().any(|p| {
             name.strip_prefix(p)
                 .and_then(|rest| rest.strip_suffix(".tmp"))
                 .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
@@ -404,8 +427,9 @@ pub fn read_shop_daily(
     out: &Path,
     platform: &str,
     day: NaiveDate,
+    shard: Shard,
 ) -> Result<Option<Vec<DailyRow>>> {
-    let path = partition_dir(out, "shop_daily", platform, day).join("part-0.parquet");
+    let path = partition_dir(out, "shop_daily", platform, day).join(shard.data_file());
     if !path.exists() {
         return Ok(None);
     }
@@ -559,21 +583,24 @@ pub fn alerts(rows: &mut [AlertRow]) -> PolarsResult<DataFrame> {
     ])
 }
 
-/// The manifest beside a partition's data file. Its name starts with `_`,
+/// Writes `manifest` (JSON) into the partition folder, atomically, as the
+/// partition's `_manifest.json` (or the shard's). Its name starts with `_`,
 /// so Hive-style readers (and kefu's own input scan) skip it.
-pub const MANIFEST: &str = "_manifest.json";
-
-/// Writes `manifest` (JSON) into the partition folder, atomically.
 pub fn commit_manifest(
     out: &Path,
     table: &str,
     platform: &str,
     day: NaiveDate,
+    shard: Shard,
     manifest: &serde_json::Value,
 ) -> Result<()> {
     let dir = partition_dir(out, table, platform, day);
-    let path = dir.join(MANIFEST);
-    let staged = dir.join(format!(".{MANIFEST}.{}.tmp", std::process::id()));
+    let path = dir.join(shard.manifest_file());
+    let staged = dir.join(format!(
+        ".{}.{}.tmp",
+        shard.manifest_file(),
+        std::process::id()
+    ));
     let io = |e: std::io::Error| Error::Io(format!("cannot write {}: {e}", path.display()));
     let text = serde_json::to_string_pretty(manifest).expect("a JSON value serialises");
     let result = (|| {
@@ -595,8 +622,9 @@ pub fn read_manifest(
     table: &str,
     platform: &str,
     day: NaiveDate,
+    shard: Shard,
 ) -> Option<serde_json::Value> {
-    let path = partition_dir(out, table, platform, day).join(MANIFEST);
+    let path = partition_dir(out, table, platform, day).join(shard.manifest_file());
     let text = fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }

@@ -228,7 +228,9 @@ fn check(platform: &str, rules: &RuleSet, days: &[&str], seeds: std::ops::Range<
                 first: day,
                 last: day.succ_opt().unwrap(),
             };
-            let loaded = kefu::input::load(&[input], &settings, range, false).unwrap();
+            let loaded =
+                kefu::input::load(&[input], &settings, range, false, kefu::shard::Shard::WHOLE)
+                    .unwrap();
             let in_force = rules.in_force(day);
             let result = kefu::engine::compute_day(
                 &loaded,

@@ -257,7 +257,7 @@ proptest! {
         set.input.max_bad_row_share = 1.0;
         let range = DayRange { first: day, last: day.succ_opt().unwrap() };
         for strict in [false, true] {
-            match load(std::slice::from_ref(&path), &set.input, range, strict) {
+            match load(std::slice::from_ref(&path), &set.input, range, strict, kefu::shard::Shard::WHOLE) {
                 Ok(m) => {
                     prop_assert_eq!(m.stats.rows_read >= m.stats.bad_rows, true);
                     for p in ["pdd", "taobao", "jd", "xiaohongshu"] {

@@ -271,6 +271,7 @@ pub fn run_lib(
         rules_as_of: None,
         strict: false,
         write_items: true,
+        shard: kefu::shard::Shard::WHOLE,
     };
     kefu::job::run(&cfg, &mut |_| {}).unwrap();
 }
