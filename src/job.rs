@@ -149,6 +149,30 @@ pub fn run(cfg: &RunConfig, progress: Progress) -> Result<Vec<DaySummary>> {
     Ok(out)
 }
 
+/// Commits one table's partition for `day`, then its manifest: the common
+/// fields (kefu version, shard, table, platform, dt, rows) and `extra`.
+fn commit_table(
+    cfg: &RunConfig,
+    table: &str,
+    day: NaiveDate,
+    df: &mut polars::prelude::DataFrame,
+    extra: serde_json::Value,
+) -> Result<()> {
+    output::commit_partition(&cfg.output, table, &cfg.platform, day, cfg.shard, df)?;
+    let mut manifest = json!({
+        "kefu_version": env!("CARGO_PKG_VERSION"),
+        "shard": cfg.shard.to_string(),
+        "table": table,
+        "platform": cfg.platform,
+        "dt": day.to_string(),
+        "rows": df.height(),
+    });
+    if let (Some(m), serde_json::Value::Object(extra)) = (manifest.as_object_mut(), extra) {
+        m.extend(extra);
+    }
+    output::commit_manifest(&cfg.output, table, &cfg.platform, day, cfg.shard, &manifest)
+}
+
 /// The rule versions that compute `day`.
 fn metrics_for(cfg: &RunConfig, day: NaiveDate) -> Vec<&Metric> {
     cfg.rules.in_force(cfg.rules_as_of.unwrap_or(day))
@@ -240,14 +264,7 @@ fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySumma
     let polars_err = |table: &str, e: polars::error::PolarsError| {
         Error::Io(format!("cannot build table {table} for {day}: {e}"))
     };
-    let manifest = |table: &str, rows: usize| {
-        json!({
-            "kefu_version": env!("CARGO_PKG_VERSION"),
-            "shard": cfg.shard.to_string(),
-            "table": table,
-            "platform": cfg.platform,
-            "dt": day.to_string(),
-            "rows": rows,
+    let manifest = json!({
             "rules_source": cfg.rules.source,
             "rules_hash": rules_hash(cfg, &metrics),
             "rules_as_of": cfg.rules_as_of.map(|d| d.to_string()),
@@ -259,8 +276,7 @@ fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySumma
             "rows_on_day": rows_on(day),
             "rows_on_next_day": rows_on(next),
             "provisional": provisional,
-        })
-    };
+    });
     let mut tables = vec![
         (
             "shop_daily",
@@ -283,15 +299,7 @@ fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySumma
     // shop_daily last: its manifest is what later runs consult.
     tables.rotate_left(1);
     for (table, df) in &mut tables {
-        output::commit_partition(&cfg.output, table, &cfg.platform, day, cfg.shard, df)?;
-        output::commit_manifest(
-            &cfg.output,
-            table,
-            &cfg.platform,
-            day,
-            cfg.shard,
-            &manifest(table, df.height()),
-        )?;
+        commit_table(cfg, table, day, df, manifest.clone())?;
     }
     Ok(DaySummary {
         day,
@@ -380,27 +388,12 @@ fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<Me
         .collect();
     let mut df = output::shop_rolling(&mut rows)
         .map_err(|e| Error::Io(format!("cannot build table shop_rolling for {day}: {e}")))?;
-    output::commit_partition(
-        &cfg.output,
+    commit_table(
+        cfg,
         "shop_rolling",
-        &cfg.platform,
         day,
-        cfg.shard,
         &mut df,
-    )?;
-    output::commit_manifest(
-        &cfg.output,
-        "shop_rolling",
-        &cfg.platform,
-        day,
-        cfg.shard,
-        &json!({
-            "kefu_version": env!("CARGO_PKG_VERSION"),
-            "shard": cfg.shard.to_string(),
-            "table": "shop_rolling",
-            "platform": cfg.platform,
-            "dt": day.to_string(),
-            "rows": rows.len(),
+        json!({
             "rules_source": cfg.rules.source,
             "rules_hash": rules_hash(cfg, &metrics_for(cfg, day)),
             "windows": metrics.iter().map(|m| json!({"metric": m.id, "window_days": m.window_days})).collect::<Vec<_>>(),
@@ -464,27 +457,12 @@ fn alerts(
     let n = rows.len();
     let mut df = output::alerts(&mut rows)
         .map_err(|e| Error::Io(format!("cannot build table alerts for {day}: {e}")))?;
-    output::commit_partition(
-        &cfg.output,
+    commit_table(
+        cfg,
         "alerts",
-        &cfg.platform,
         day,
-        cfg.shard,
         &mut df,
-    )?;
-    output::commit_manifest(
-        &cfg.output,
-        "alerts",
-        &cfg.platform,
-        day,
-        cfg.shard,
-        &json!({
-            "kefu_version": env!("CARGO_PKG_VERSION"),
-            "shard": cfg.shard.to_string(),
-            "table": "alerts",
-            "platform": cfg.platform,
-            "dt": day.to_string(),
-            "rows": n,
+        json!({
             "rules_hash": rules_hash(cfg, &metrics),
             "provisional": provisional,
         }),
