@@ -169,11 +169,18 @@ pub struct RunArgs {
     pub output: PathBuf,
     /// The preset to use (pdd, taobao, douyin, jd, kuaishou, xiaohongshu); also
     /// the platform= partition name (with --rules, any name of [a-z0-9_-]).
-    #[arg(long, value_name = "NAME")]
+    /// Several, comma-separated, or `all` for the six presets: the input is
+    /// read once for all of them.
+    #[arg(long, value_name = "NAME[,NAME...]")]
     pub platform: String,
     /// The (first) local day to compute, YYYY-MM-DD.
     #[arg(long, value_name = "D", value_parser = parse_date)]
     pub date: NaiveDate,
+    /// About how much memory a day may use, e.g. 512MiB, 4GiB: kefu computes
+    /// the day in buckets of shops sized to it and spills rows waiting their
+    /// turn to a hidden folder of --output. `0` holds each day whole.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub memory_budget: u64,
     /// Compute every day from --date to this one, inclusive, committing each in order.
     #[arg(long, value_name = "D2", value_parser = parse_date)]
     pub to: Option<NaiveDate>,
@@ -253,25 +260,62 @@ pub fn resolve_rules(platform: Option<&str>, rules: Option<&PathBuf>) -> Result<
     }
 }
 
+/// A size like `2GiB`, `512MiB`, `1.5G`, `800M`, `64K` or plain bytes
+/// (K/M/G/T and KiB/MiB/GiB/TiB are both powers of 1024).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 2GiB or 512MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("`{s}`: unknown unit (use KiB, MiB, GiB or TiB)")),
+    };
+    Ok((num * mult as f64) as u64)
+}
+
 impl RunArgs {
-    pub fn resolve(&self) -> Result<RunConfig> {
-        let p = &self.platform;
-        check_platform(p)?;
-        let rules = resolve_rules(Some(p), self.rules.as_ref())?;
+    /// One configuration per platform of `--platform`.
+    pub fn resolve(&self) -> Result<Vec<RunConfig>> {
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }
-        Ok(RunConfig {
-            input: self.input.clone(),
-            output: self.output.clone(),
-            platform: p.clone(),
-            rules,
-            from: self.date,
-            to: self.to.unwrap_or(self.date),
-            rules_as_of: self.rules_as_of,
-            strict: self.strict,
-            write_items: !self.no_items,
-            shard: self.shard.unwrap_or(kefu::shard::Shard::WHOLE),
-        })
+        let names: Vec<String> = if self.platform == "all" {
+            PLATFORMS.iter().map(|(p, _)| p.to_string()).collect()
+        } else {
+            self.platform
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .collect()
+        };
+        let mut out: Vec<RunConfig> = Vec::new();
+        for p in names {
+            check_platform(&p)?;
+            if out.iter().any(|c| c.platform == p) {
+                return Err(Error::Usage(format!("--platform names {p} twice")));
+            }
+            out.push(RunConfig {
+                input: self.input.clone(),
+                output: self.output.clone(),
+                rules: resolve_rules(Some(&p), self.rules.as_ref())?,
+                platform: p,
+                from: self.date,
+                to: self.to.unwrap_or(self.date),
+                rules_as_of: self.rules_as_of,
+                strict: self.strict,
+                write_items: !self.no_items,
+                shard: self.shard.unwrap_or(kefu::shard::Shard::WHOLE),
+                memory_budget: (self.memory_budget > 0).then_some(self.memory_budget),
+            });
+        }
+        Ok(out)
     }
 }

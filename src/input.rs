@@ -231,44 +231,20 @@ struct FileRows {
 const OPTIONAL_STRINGS: &[&str] = &["msg_id", "agent_id", "peer_kind", "session_id"];
 const OPTIONAL_BOOLS: &[&str] = &["auto", "assist", "spam", "blocked"];
 
-/// Reads `files` for `days` and builds the engine's table. Bad rows are
-/// counted and skipped; the run fails under `strict` or when their share
-/// exceeds the rule file's `max_bad_row_share`.
-pub fn load(
-    files: &[PathBuf],
-    settings: &InputSettings,
-    days: DayRange,
-    strict: bool,
-    shard: Shard,
-) -> Result<Messages> {
-    let first = day_number(days.first);
-    let last = day_number(days.last);
-    // A generous UTC window for the pushed-down predicate (local offsets lie
-    // within ±14 h, naive values are local); the exact day test comes after.
-    let lo_ms = first as i64 * MS_PER_DAY - 2 * MS_PER_DAY;
-    let hi_ms = (last as i64 + 1) * MS_PER_DAY + 2 * MS_PER_DAY;
-
-    let mut parts = Vec::with_capacity(files.len());
-    for path in files {
-        parts.push(read_file(path, settings, lo_ms, hi_ms)?);
-    }
-    // With a session_id column in any file, rows without one (null, or from a
-    // file lacking the column) are split by gaps among themselves (SPEC §2).
-    let has_session_column = parts
-        .iter()
-        .any(|p| p.df.get_column_index("session_id").is_some());
-    build(
-        parts,
-        settings,
-        first,
-        last,
-        strict,
-        has_session_column,
-        shard,
-    )
+/// One input file, ready to read: the lazy scan, the canonical columns and
+/// the pushed-down `ts` predicate.
+struct FilePlan {
+    path: PathBuf,
+    lf: LazyFrame,
+    /// `shop_id` first.
+    exprs: Vec<Expr>,
+    predicate: Expr,
+    unit: TimeUnit,
+    tz_aware: bool,
+    has_session_column: bool,
 }
 
-fn read_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> Result<FileRows> {
+fn plan_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> Result<FilePlan> {
     let shown = path.display().to_string();
     let bad = |msg: String| Error::BadData(format!("input file {shown}: {msg}"));
     let path_str = path
@@ -391,30 +367,73 @@ fn read_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> R
         }
     };
     exprs.push(ts_expr);
-    // Row numbers within the file, for error messages and input order.
-    let df = lf
-        .with_row_index("__row", None)
-        .filter(predicate)
-        .select({
-            let mut e = vec![col("__row")];
-            e.extend(exprs);
-            e
-        })
-        .collect()
-        .map_err(|e| bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
-    let row_numbers: Vec<u32> = df
-        .column("__row")
-        .and_then(|c| c.cast(&DataType::UInt32))
-        .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
-        .map_err(|e| bad(format!("row index: {e}")))?;
-    let df = df.drop("__row").map_err(|e| bad(e.to_string()))?;
-    Ok(FileRows {
+    let has_session_column = schema.get(name("session_id").as_str()).is_some();
+    Ok(FilePlan {
         path: path.to_path_buf(),
-        df,
+        lf,
+        exprs,
+        predicate,
         unit,
         tz_aware,
-        row_numbers,
+        has_session_column,
     })
+}
+
+impl FilePlan {
+    fn bad(&self, msg: String) -> Error {
+        Error::BadData(format!("input file {}: {msg}", self.path.display()))
+    }
+
+    /// Rows in the file (from its metadata).
+    fn row_count(&self) -> Result<u64> {
+        let df = self
+            .lf
+            .clone()
+            .select([len().alias("n")])
+            .collect()
+            .map_err(|e| self.bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
+        let n = df
+            .column("n")
+            .and_then(|c| c.cast(&DataType::UInt64))
+            .map_err(|e| self.bad(e.to_string()))?;
+        Ok(n.u64()
+            .map_err(|e| self.bad(e.to_string()))?
+            .get(0)
+            .unwrap_or(0))
+    }
+
+    /// Rows `offset..offset + len` of the file (in file order) that pass the
+    /// predicate, with canonical column names and their row numbers.
+    fn read(&self, offset: u64, len: u64) -> Result<FileRows> {
+        let df = self
+            .lf
+            .clone()
+            // The slice goes first so that the scan skips other row groups;
+            // row numbers then count from `offset`.
+            .slice(offset as i64, len.min(u32::MAX as u64) as IdxSize)
+            .with_row_index("__row", Some(offset.min(IdxSize::MAX as u64) as IdxSize))
+            .filter(self.predicate.clone())
+            .select({
+                let mut e = vec![col("__row")];
+                e.extend(self.exprs.iter().cloned());
+                e
+            })
+            .collect()
+            .map_err(|e| self.bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
+        let row_numbers: Vec<u32> = df
+            .column("__row")
+            .and_then(|c| c.cast(&DataType::UInt32))
+            .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
+            .map_err(|e| self.bad(format!("row index: {e}")))?;
+        let df = df.drop("__row").map_err(|e| self.bad(e.to_string()))?;
+        Ok(FileRows {
+            path: self.path.clone(),
+            df,
+            unit: self.unit,
+            tz_aware: self.tz_aware,
+            row_numbers,
+        })
+    }
 }
 
 fn per_ms(unit: TimeUnit) -> i64 {
@@ -512,242 +531,200 @@ fn for_each_group(groups: &GroupsType, mut f: impl FnMut(&[IdxSize])) {
     }
 }
 
-/// Turns the files' rows into the engine's table: bad rows out (counted,
-/// with examples), rows outside the loaded days out, then de-duplication,
-/// the peer_kind filter, integer codes for threads, shops, agents and
-/// sessions, and the thread order.
-///
-/// The string work is columnar: polars' (parallel) group-by finds the
-/// duplicate `msg_id`s and the threads, so no per-row hashing happens here.
-fn build(
-    parts: Vec<FileRows>,
+/// How a load uses memory. A day is read once; its kept rows are encoded
+/// compactly into *buckets*, contiguous ranges of `shop_id` (a shop is never
+/// split), which wait in memory or, past [`MemoryPlan::spill_bytes`], in
+/// files under [`MemoryPlan::spill_dir`]. Each bucket is then ordered and
+/// computed alone, in `shop_id` order, so the big per-row structures exist
+/// for one bucket at a time and the output tables come out already sorted.
+#[derive(Debug, Clone)]
+pub struct MemoryPlan {
+    /// About this many rows per bucket (a bucket has at least one shop).
+    pub bucket_rows: u64,
+    /// Rows read from one file at a time.
+    pub chunk_rows: u64,
+    /// Encoded rows held in memory before every bucket spills to disk.
+    pub spill_bytes: u64,
+    /// Where spill files go; `None` keeps everything in memory.
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// Bytes a row costs while its bucket is ordered and computed (measured on
+/// `kefu gen` data: strings, group-by indices, the sorted records, the
+/// engine's columns and items).
+pub const BYTES_PER_BUCKET_ROW: u64 = 400;
+
+impl MemoryPlan {
+    /// How many buckets are built at once: one per core.
+    pub fn parallel_buckets() -> usize {
+        rayon::current_num_threads().max(1)
+    }
+
+    /// One bucket, nothing spilled.
+    pub fn unlimited() -> MemoryPlan {
+        MemoryPlan {
+            bucket_rows: u64::MAX,
+            chunk_rows: 1 << 24,
+            spill_bytes: u64::MAX,
+            spill_dir: None,
+        }
+    }
+
+    /// A plan for about `bytes` of peak memory: half for the bucket being
+    /// computed, a quarter for encoded rows waiting in memory, a quarter
+    /// for reading.
+    pub fn from_budget(bytes: u64, spill_dir: Option<PathBuf>) -> MemoryPlan {
+        // Buckets are built [`MemoryPlan::parallel_buckets`] at a time.
+        let bucket_rows =
+            (bytes / 2 / BYTES_PER_BUCKET_ROW / Self::parallel_buckets() as u64).max(1000);
+        MemoryPlan {
+            bucket_rows,
+            // A read chunk holds the file's strings as Arrow views (~150 B a row).
+            chunk_rows: (bytes / 4 / 150).clamp(1000, 1 << 24),
+            spill_bytes: bytes / 4,
+            spill_dir,
+        }
+    }
+}
+
+/// Reads `files` for `days` and builds the engine's table in one piece (no
+/// bucketing, no spilling). Bad rows are counted and skipped; the run fails
+/// under `strict` or when their share exceeds the rule file's
+/// `max_bad_row_share`.
+pub fn load(
+    files: &[PathBuf],
     settings: &InputSettings,
-    first: i32,
-    last: i32,
+    days: DayRange,
     strict: bool,
-    has_session_column: bool,
     shard: Shard,
 ) -> Result<Messages> {
-    let tz = settings.timezone;
+    let mut loaded = scan(
+        files,
+        settings,
+        days,
+        strict,
+        shard,
+        &MemoryPlan::unlimited(),
+    )?;
+    let mut m = loaded.bucket(0)?;
+    m.stats = loaded.stats.clone();
+    Ok(m)
+}
+
+/// A day's rows after the read: counted, checked, and waiting in buckets.
+pub struct Loaded {
+    /// Totals; duplicates, non-consumer rows and rows per day grow as
+    /// buckets are built, and are complete after the last one.
+    pub stats: LoadStats,
+    store: BucketStore,
+    has_session_column: bool,
+    first: i32,
+    last: i32,
+    per_day: PlHashMap<i32, u64>,
+}
+
+impl Loaded {
+    /// How many buckets there are (at least one; some may be empty).
+    pub fn buckets(&self) -> usize {
+        self.store.buckets()
+    }
+
+    /// Bucket `k`'s rows as the engine's table (its `stats` are the
+    /// bucket's own). Each bucket can be taken once.
+    pub fn bucket(&mut self, k: usize) -> Result<Messages> {
+        Ok(self.buckets_at(k..k + 1)?.pop().expect("one bucket"))
+    }
+
+    /// Buckets `ks` as the engine's tables, in order, built in parallel
+    /// (each holds its memory until dropped).
+    pub fn buckets_at(&mut self, ks: std::ops::Range<usize>) -> Result<Vec<Messages>> {
+        let segments: Vec<Vec<Vec<u8>>> = ks.map(|k| self.store.take(k)).collect::<Result<_>>()?;
+        let (first, last, sessions) = (self.first, self.last, self.has_session_column);
+        let built: Vec<Result<(Messages, PlHashMap<i32, u64>)>> = segments
+            .into_par_iter()
+            .map(|segs| {
+                let decoded = decode(&segs)?;
+                drop(segs);
+                build(decoded, first, last, sessions)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(built.len());
+        for b in built {
+            let (mut m, per_day) = b?;
+            self.stats.duplicates += m.stats.duplicates;
+            self.stats.non_consumer += m.stats.non_consumer;
+            for (d, n) in per_day {
+                *self.per_day.entry(d).or_default() += n;
+            }
+            m.stats.files = self.stats.files;
+            out.push(m);
+        }
+        self.stats.rows_per_day = (self.first..=self.last)
+            .map(|d| (day_date(d), self.per_day.get(&d).copied().unwrap_or(0)))
+            .collect();
+        Ok(out)
+    }
+}
+
+/// Reads `files` for `days`: bad rows out (counted, with examples), rows
+/// outside the days or the shard out, the rest encoded into shop buckets.
+/// Fails under `strict` on any bad row, or when bad rows are more than the
+/// rule file's `max_bad_row_share`.
+pub fn scan(
+    files: &[PathBuf],
+    settings: &InputSettings,
+    days: DayRange,
+    strict: bool,
+    shard: Shard,
+    plan: &MemoryPlan,
+) -> Result<Loaded> {
+    let first = day_number(days.first);
+    let last = day_number(days.last);
+    // A generous UTC window for the pushed-down predicate (local offsets lie
+    // within ±14 h, naive values are local); the exact day test comes after.
+    let lo_ms = first as i64 * MS_PER_DAY - 2 * MS_PER_DAY;
+    let hi_ms = (last as i64 + 1) * MS_PER_DAY + 2 * MS_PER_DAY;
+
+    let plans: Vec<FilePlan> = files
+        .iter()
+        .map(|p| plan_file(p, settings, lo_ms, hi_ms))
+        .collect::<Result<_>>()?;
+    // With a session_id column in any file, rows without one (null, or from a
+    // file lacking the column) are split by gaps among themselves (SPEC §2).
+    let has_session_column = plans.iter().any(|p| p.has_session_column);
+    let counts: Vec<u64> = plans
+        .iter()
+        .map(FilePlan::row_count)
+        .collect::<Result<_>>()?;
+    let total: u64 = counts.iter().sum();
+    // The bucket bounds come from the first read that keeps rows (a sample
+    // of the shops' traffic); until then there is one bucket.
+    let mut bounds: Option<Vec<String>> = (total <= plan.bucket_rows).then(Vec::new);
+    let mut store = BucketStore::new(1, plan);
     let mut stats = LoadStats {
-        files: parts.len(),
+        files: plans.len(),
         ..Default::default()
     };
-    let polars_err = |what: &str, e: PolarsError| Error::BadData(format!("input: {what}: {e}"));
-
-    // Kept rows (not bad, in the loaded days), in input order.
-    let mut ts_v = Vec::new();
-    let mut day_v = Vec::new();
-    let mut tod_v = Vec::new();
-    let mut sender_v = Vec::new();
-    let mut flags_v = Vec::new();
-    let mut consumer_v = Vec::new();
-    let mut keys: Option<DataFrame> = None;
-
-    for part in parts {
-        let rows_before = stats.rows_read;
-        let df = &part.df;
-        let shown = part.path.display();
-        let s = |name: &str| -> Option<&StringChunked> {
-            df.column(name).ok().and_then(|c| c.str().ok())
-        };
-        // Rows of other shards' shops are not this run's (null shops go to
-        // shard 0, which reports them as bad rows).
-        let in_shard: Option<Vec<bool>> = (!shard.is_whole()).then(|| {
-            s("shop_id")
-                .expect("selected")
-                .iter()
-                .map(|v| shard.owns(v))
-                .collect()
-        });
-        let shop_c: Vec<bool> = s("shop_id")
-            .expect("selected")
-            .iter()
-            .map(|v| v.is_some())
-            .collect();
-        let buyer_c: Vec<bool> = s("buyer_id")
-            .expect("selected")
-            .iter()
-            .map(|v| v.is_some())
-            .collect();
-        // Senders as small codes (after [input.sender_values]): 0 null,
-        // 1-4 the four senders, 5 anything else.
-        let sender_strings = s("sender").expect("selected");
-        let mapped_sender = |v: &str| {
-            settings
-                .sender_values
-                .get(v)
-                .map(String::as_str)
-                .unwrap_or(v)
-                .to_string()
-        };
-        let sender_c: Vec<u8> = sender_strings
-            .iter()
-            .map(|v| {
-                match v.map(|v| {
-                    settings
-                        .sender_values
-                        .get(v)
-                        .map(String::as_str)
-                        .unwrap_or(v)
-                }) {
-                    None => 0,
-                    Some("buyer") => 1,
-                    Some("agent") => 2,
-                    Some("bot") => 3,
-                    Some("system") => 4,
-                    Some(_) => 5,
-                }
-            })
-            .collect();
-        let peer_c: Option<Vec<bool>> = s("peer_kind").map(|c| {
-            c.iter()
-                .map(|v| v.is_none_or(|p| p == "consumer"))
-                .collect()
-        });
-        let mut flag_v = vec![0u8; df.height()];
-        for (bit, name) in [
-            (flag::AUTO, "auto"),
-            (flag::ASSIST, "assist"),
-            (flag::SPAM, "spam"),
-            (flag::BLOCKED, "blocked"),
-        ] {
-            if let Some(c) = df.column(name).ok().and_then(|c| c.bool().ok()) {
-                for (f, v) in flag_v.iter_mut().zip(c.iter()) {
-                    if v == Some(true) {
-                        *f |= bit;
-                    }
-                }
+    for (fp, &rows) in plans.iter().zip(&counts) {
+        let before = stats.rows_read;
+        let mut offset = 0;
+        while offset < rows.max(1) {
+            let part = fp.read(offset, plan.chunk_rows)?;
+            let read = part.df.height() as u64;
+            let kept = classify(part, settings, first, last, shard, &mut stats)?;
+            if bounds.is_none() && !kept.ts.is_empty() {
+                let b = sample_bounds(&kept, read, total, plan.bucket_rows);
+                store = BucketStore::new(b.len() + 1, plan);
+                bounds = Some(b);
             }
+            encode(&kept, bounds.as_deref().unwrap_or(&[]), &mut store)?;
+            offset += plan.chunk_rows;
         }
-        let ts_phys: Vec<Option<i64>> = df
-            .column("ts")
-            .and_then(|c| c.datetime().map(|d| d.physical().iter().collect()))
-            .map_err(|e| Error::BadData(format!("input file {shown}: column ts: {e}")))?;
-        let per_ms = per_ms(part.unit);
-        // UTC ms and local day/time of every row, in parallel.
-        let times: Vec<Option<(i64, i32, i32)>> = ts_phys
-            .par_iter()
-            .map(|v| {
-                let raw = (*v)?.div_euclid(per_ms);
-                let utc = if part.tz_aware {
-                    raw
-                } else {
-                    local_to_utc(&tz, raw)?
-                };
-                if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
-                    return None;
-                }
-                let (d, t) = local_day_tod(&tz, utc);
-                Some((utc, d, t))
-            })
-            .collect();
-
-        let bad_row = |row: usize, reason: String, stats: &mut LoadStats| {
-            stats.bad_rows += 1;
-            stats.rows_read += 1;
-            if stats.bad_examples.len() < 5 {
-                stats
-                    .bad_examples
-                    .push(format!("{shown}, row {}: {reason}", part.row_numbers[row]));
-            }
-        };
-        // Classify every row in parallel, then count in input order.
-        enum Class {
-            Skip,
-            Bad(&'static str),
-            BadSender,
-            Keep(i64, i32, i32, Sender),
-        }
-        let classes: Vec<Class> = (0..df.height())
-            .into_par_iter()
-            .map(|i| {
-                let time = times[i];
-                // Rows outside the loaded days are not part of this read.
-                if let Some((_, d, _)) = time {
-                    if d < first || d > last {
-                        return Class::Skip;
-                    }
-                }
-                if in_shard.as_ref().is_some_and(|o| !o[i]) {
-                    return Class::Skip;
-                }
-                if !shop_c[i] {
-                    return Class::Bad("shop_id is null");
-                }
-                if !buyer_c[i] {
-                    return Class::Bad("buyer_id is null");
-                }
-                let Some((utc, d, t)) = time else {
-                    return Class::Bad(if ts_phys[i].is_none() {
-                        "ts is null"
-                    } else {
-                        "ts is before 1900 or after 2200"
-                    });
-                };
-                match sender_c[i] {
-                    1 => Class::Keep(utc, d, t, Sender::Buyer),
-                    2 => Class::Keep(utc, d, t, Sender::Agent),
-                    3 => Class::Keep(utc, d, t, Sender::Bot),
-                    4 => Class::Keep(utc, d, t, Sender::System),
-                    0 => Class::Bad("sender is null"),
-                    _ => Class::BadSender,
-                }
-            })
-            .collect();
-        let mut keep = vec![false; df.height()];
-        for (i, class) in classes.into_iter().enumerate() {
-            match class {
-                Class::Skip => {}
-                Class::Bad(why) => bad_row(i, why.to_string(), &mut stats),
-                Class::BadSender => {
-                    let v = mapped_sender(sender_strings.get(i).unwrap_or_default());
-                    bad_row(
-                        i,
-                        format!("sender `{v}` is not buyer, agent, bot or system"),
-                        &mut stats,
-                    )
-                }
-                Class::Keep(utc, d, t, sender) => {
-                    stats.rows_read += 1;
-                    keep[i] = true;
-                    ts_v.push(utc);
-                    day_v.push(d);
-                    tod_v.push(t);
-                    sender_v.push(sender);
-                    flags_v.push(flag_v[i]);
-                    consumer_v.push(peer_c.as_ref().is_none_or(|p| p[i]));
-                }
-            }
-        }
-        stats.file_rows.push((
-            part.path.display().to_string(),
-            stats.rows_read - rows_before,
-        ));
-
-        // The key columns of the kept rows, the same schema for every file.
-        let mask = BooleanChunked::from_slice("keep".into(), &keep);
-        let mut cols = Vec::with_capacity(KEY_COLUMNS.len());
-        for name in KEY_COLUMNS {
-            cols.push(match df.column(name) {
-                Ok(c) => c.clone(),
-                Err(_) => Column::full_null((*name).into(), df.height(), &DataType::String),
-            });
-        }
-        let all_kept = keep.iter().all(|&k| k);
-        let part_keys = DataFrame::new(df.height(), cols)
-            .and_then(|k| if all_kept { Ok(k) } else { k.filter(&mask) })
-            .map_err(|e| polars_err("selecting rows", e))?;
-        keys = Some(match keys {
-            None => part_keys,
-            Some(mut k) => {
-                k.vstack_mut_owned(part_keys)
-                    .map_err(|e| polars_err("joining files", e))?;
-                k
-            }
-        });
-        drop(part);
+        stats
+            .file_rows
+            .push((fp.path.display().to_string(), stats.rows_read - before));
     }
+    drop(plans);
 
     if stats.bad_rows > 0 {
         let share = stats.bad_rows as f64 / stats.rows_read.max(1) as f64;
@@ -768,7 +745,564 @@ fn build(
             )));
         }
     }
+    stats.rows_per_day = (first..=last).map(|d| (day_date(d), 0)).collect();
+    Ok(Loaded {
+        stats,
+        store,
+        has_session_column,
+        first,
+        last,
+        per_day: PlHashMap::new(),
+    })
+}
 
+/// The bucket bounds (the first `shop_id` of every bucket after the first)
+/// from a sample: the kept rows of the first read, of `read` rows read, out
+/// of `total` rows in the files. Buckets get about `bucket_rows` rows each
+/// if the rest of the input is like the sample; a shop the sample missed
+/// falls in the range its name sorts into.
+fn sample_bounds(sample: &Kept, read: u64, total: u64, bucket_rows: u64) -> Vec<String> {
+    let Some(shops) = &sample.keys[0] else {
+        return Vec::new();
+    };
+    let mut per_shop: PlHashMap<&str, u64> = PlHashMap::new();
+    for s in shops.iter().flatten() {
+        *per_shop.entry(s).or_default() += 1;
+    }
+    let kept = sample.ts.len() as u64;
+    let expected = (total as f64 * kept as f64 / read.max(1) as f64).ceil() as u64;
+    let buckets = expected.div_ceil(bucket_rows.max(1)).max(1);
+    if buckets == 1 {
+        return Vec::new();
+    }
+    let mut shops: Vec<(&str, u64)> = per_shop.into_iter().collect();
+    shops.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let per_bucket = kept.div_ceil(buckets);
+    let mut bounds = Vec::new();
+    let mut acc = 0;
+    for (shop, n) in shops {
+        if acc >= per_bucket {
+            bounds.push(shop.to_string());
+            acc = 0;
+        }
+        acc += n;
+    }
+    bounds
+}
+
+/// The bucket of a shop: the number of bounds at or below it.
+#[inline]
+fn bucket_of(bounds: &[String], shop: &str) -> usize {
+    bounds.partition_point(|b| b.as_bytes() <= shop.as_bytes())
+}
+
+/// The kept rows of one read: their key strings (columns [`KEY_COLUMNS`])
+/// and the rest, in input order.
+struct Kept {
+    keys: Vec<Option<StringChunked>>,
+    ts: Vec<i64>,
+    day: Vec<i32>,
+    tod: Vec<i32>,
+    sender: Vec<Sender>,
+    /// [`flag`] bits, plus [`NON_CONSUMER`].
+    flags: Vec<u8>,
+}
+
+/// A bit of the encoded flags: the row's peer is not a consumer.
+const NON_CONSUMER: u8 = 0x80;
+
+/// Classifies one read's rows: bad rows counted (with examples), rows
+/// outside the loaded days or another shard's dropped, the rest kept.
+fn classify(
+    part: FileRows,
+    settings: &InputSettings,
+    first: i32,
+    last: i32,
+    shard: Shard,
+    stats: &mut LoadStats,
+) -> Result<Kept> {
+    let tz = settings.timezone;
+    let df = &part.df;
+    let shown = part.path.display();
+    let s =
+        |name: &str| -> Option<&StringChunked> { df.column(name).ok().and_then(|c| c.str().ok()) };
+    let mut ts_v = Vec::new();
+    let mut day_v = Vec::new();
+    let mut tod_v = Vec::new();
+    let mut sender_v = Vec::new();
+    let mut flags_v = Vec::new();
+    // Rows of other shards' shops are not this run's (null shops go to
+    // shard 0, which reports them as bad rows).
+    let in_shard: Option<Vec<bool>> = (!shard.is_whole()).then(|| {
+        s("shop_id")
+            .expect("selected")
+            .iter()
+            .map(|v| shard.owns(v))
+            .collect()
+    });
+    let shop_c: Vec<bool> = s("shop_id")
+        .expect("selected")
+        .iter()
+        .map(|v| v.is_some())
+        .collect();
+    let buyer_c: Vec<bool> = s("buyer_id")
+        .expect("selected")
+        .iter()
+        .map(|v| v.is_some())
+        .collect();
+    // Senders as small codes (after [input.sender_values]): 0 null,
+    // 1-4 the four senders, 5 anything else.
+    let sender_strings = s("sender").expect("selected");
+    let mapped_sender = |v: &str| {
+        settings
+            .sender_values
+            .get(v)
+            .map(String::as_str)
+            .unwrap_or(v)
+            .to_string()
+    };
+    let sender_c: Vec<u8> = sender_strings
+        .iter()
+        .map(|v| {
+            match v.map(|v| {
+                settings
+                    .sender_values
+                    .get(v)
+                    .map(String::as_str)
+                    .unwrap_or(v)
+            }) {
+                None => 0,
+                Some("buyer") => 1,
+                Some("agent") => 2,
+                Some("bot") => 3,
+                Some("system") => 4,
+                Some(_) => 5,
+            }
+        })
+        .collect();
+    let peer_c: Option<Vec<bool>> = s("peer_kind").map(|c| {
+        c.iter()
+            .map(|v| v.is_none_or(|p| p == "consumer"))
+            .collect()
+    });
+    let mut flag_v = vec![0u8; df.height()];
+    for (bit, name) in [
+        (flag::AUTO, "auto"),
+        (flag::ASSIST, "assist"),
+        (flag::SPAM, "spam"),
+        (flag::BLOCKED, "blocked"),
+    ] {
+        if let Some(c) = df.column(name).ok().and_then(|c| c.bool().ok()) {
+            for (f, v) in flag_v.iter_mut().zip(c.iter()) {
+                if v == Some(true) {
+                    *f |= bit;
+                }
+            }
+        }
+    }
+    let ts_phys: Vec<Option<i64>> = df
+        .column("ts")
+        .and_then(|c| c.datetime().map(|d| d.physical().iter().collect()))
+        .map_err(|e| Error::BadData(format!("input file {shown}: column ts: {e}")))?;
+    let per_ms = per_ms(part.unit);
+    // UTC ms and local day/time of every row, in parallel.
+    let times: Vec<Option<(i64, i32, i32)>> = ts_phys
+        .par_iter()
+        .map(|v| {
+            let raw = (*v)?.div_euclid(per_ms);
+            let utc = if part.tz_aware {
+                raw
+            } else {
+                local_to_utc(&tz, raw)?
+            };
+            if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
+                return None;
+            }
+            let (d, t) = local_day_tod(&tz, utc);
+            Some((utc, d, t))
+        })
+        .collect();
+
+    let bad_row = |row: usize, reason: String, stats: &mut LoadStats| {
+        stats.bad_rows += 1;
+        stats.rows_read += 1;
+        if stats.bad_examples.len() < 5 {
+            stats
+                .bad_examples
+                .push(format!("{shown}, row {}: {reason}", part.row_numbers[row]));
+        }
+    };
+    // Classify every row in parallel, then count in input order.
+    enum Class {
+        Skip,
+        Bad(&'static str),
+        BadSender,
+        Keep(i64, i32, i32, Sender),
+    }
+    let classes: Vec<Class> = (0..df.height())
+        .into_par_iter()
+        .map(|i| {
+            let time = times[i];
+            // Rows outside the loaded days are not part of this read.
+            if let Some((_, d, _)) = time {
+                if d < first || d > last {
+                    return Class::Skip;
+                }
+            }
+            if in_shard.as_ref().is_some_and(|o| !o[i]) {
+                return Class::Skip;
+            }
+            if !shop_c[i] {
+                return Class::Bad("shop_id is null");
+            }
+            if !buyer_c[i] {
+                return Class::Bad("buyer_id is null");
+            }
+            let Some((utc, d, t)) = time else {
+                return Class::Bad(if ts_phys[i].is_none() {
+                    "ts is null"
+                } else {
+                    "ts is before 1900 or after 2200"
+                });
+            };
+            match sender_c[i] {
+                1 => Class::Keep(utc, d, t, Sender::Buyer),
+                2 => Class::Keep(utc, d, t, Sender::Agent),
+                3 => Class::Keep(utc, d, t, Sender::Bot),
+                4 => Class::Keep(utc, d, t, Sender::System),
+                0 => Class::Bad("sender is null"),
+                _ => Class::BadSender,
+            }
+        })
+        .collect();
+    let mut keep = vec![false; df.height()];
+    for (i, class) in classes.into_iter().enumerate() {
+        match class {
+            Class::Skip => {}
+            Class::Bad(why) => bad_row(i, why.to_string(), stats),
+            Class::BadSender => {
+                let v = mapped_sender(sender_strings.get(i).unwrap_or_default());
+                bad_row(
+                    i,
+                    format!("sender `{v}` is not buyer, agent, bot or system"),
+                    stats,
+                )
+            }
+            Class::Keep(utc, d, t, sender) => {
+                stats.rows_read += 1;
+                keep[i] = true;
+                ts_v.push(utc);
+                day_v.push(d);
+                tod_v.push(t);
+                sender_v.push(sender);
+                let consumer = peer_c.as_ref().is_none_or(|p| p[i]);
+                flags_v.push(flag_v[i] | if consumer { 0 } else { NON_CONSUMER });
+            }
+        }
+    }
+
+    // The key columns of the kept rows.
+    let mask = BooleanChunked::from_slice("keep".into(), &keep);
+    let all_kept = keep.iter().all(|&k| k);
+    let keys = KEY_COLUMNS
+        .iter()
+        .map(|name| {
+            s(name)
+                .map(|c| {
+                    let mut c = if all_kept {
+                        c.clone()
+                    } else {
+                        c.filter(&mask)?
+                    };
+                    c.rechunk_mut();
+                    Ok::<_, PolarsError>(c)
+                })
+                .transpose()
+                .map_err(|e| Error::BadData(format!("input file {shown}: selecting rows: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Kept {
+        keys,
+        ts: ts_v,
+        day: day_v,
+        tod: tod_v,
+        sender: sender_v,
+        flags: flags_v,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Buckets: kept rows, compactly encoded, in memory or spilled.
+//
+// A row is: ts (i64), day (i32), tod (i32), sender (u8), flags (u8), a null
+// mask (u8, bit j for key column j), then each non-null key string as a
+// length (one byte, or 0xFF and a u32) and its bytes; little-endian.
+
+/// Rows per parallel encoding task.
+const ENCODE_TASK_ROWS: usize = 1 << 16;
+
+fn encode(kept: &Kept, bounds: &[String], store: &mut BucketStore) -> Result<()> {
+    let n = kept.ts.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let k = bounds.len() + 1;
+    // One Arrow array per key column (classify rechunked them).
+    let arrays: Vec<Option<_>> = kept
+        .keys
+        .iter()
+        .map(|c| c.as_ref().and_then(|c| c.downcast_iter().next()))
+        .collect();
+    let tasks: Vec<(usize, usize)> = (0..n)
+        .step_by(ENCODE_TASK_ROWS)
+        .map(|s| (s, (s + ENCODE_TASK_ROWS).min(n)))
+        .collect();
+    let encoded: Vec<Vec<(Vec<u8>, u64)>> = tasks
+        .par_iter()
+        .map(|&(s, e)| {
+            let mut out: Vec<(Vec<u8>, u64)> = (0..k).map(|_| (Vec::new(), 0)).collect();
+            if k == 1 {
+                out[0].0.reserve((e - s) * 64);
+            }
+            let mut vals: [Option<&str>; 5] = [None; 5];
+            for i in s..e {
+                for (v, a) in vals.iter_mut().zip(&arrays) {
+                    *v = a.and_then(|a| a.get(i));
+                }
+                let b = if k == 1 {
+                    0
+                } else {
+                    bucket_of(bounds, vals[0].unwrap_or(""))
+                };
+                let (buf, rows) = &mut out[b];
+                *rows += 1;
+                buf.extend_from_slice(&kept.ts[i].to_le_bytes());
+                buf.extend_from_slice(&kept.day[i].to_le_bytes());
+                buf.extend_from_slice(&kept.tod[i].to_le_bytes());
+                buf.push(kept.sender[i] as u8);
+                buf.push(kept.flags[i]);
+                let mut nulls = 0u8;
+                for (j, v) in vals.iter().enumerate() {
+                    if v.is_none() {
+                        nulls |= 1 << j;
+                    }
+                }
+                buf.push(nulls);
+                for v in vals.iter().flatten() {
+                    let bytes = v.as_bytes();
+                    if bytes.len() < 0xFF {
+                        buf.push(bytes.len() as u8);
+                    } else {
+                        buf.push(0xFF);
+                        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    }
+                    buf.extend_from_slice(bytes);
+                }
+            }
+            out
+        })
+        .collect();
+    for task in encoded {
+        for (b, (bytes, rows)) in task.into_iter().enumerate() {
+            if rows > 0 {
+                store.append(b, bytes, rows);
+            }
+        }
+    }
+    store.spill_if_over()
+}
+
+/// The buckets' encoded rows, as segments of whole rows: in memory until
+/// their total passes the plan's `spill_bytes`, then appended to one file per
+/// bucket.
+struct BucketStore {
+    mem: Vec<Vec<Vec<u8>>>,
+    rows: Vec<u64>,
+    files: Vec<Option<PathBuf>>,
+    in_mem: u64,
+    spill_bytes: u64,
+    spill_dir: Option<PathBuf>,
+}
+
+impl BucketStore {
+    fn new(buckets: usize, plan: &MemoryPlan) -> BucketStore {
+        BucketStore {
+            mem: (0..buckets).map(|_| Vec::new()).collect(),
+            rows: vec![0; buckets],
+            files: vec![None; buckets],
+            in_mem: 0,
+            spill_bytes: plan.spill_bytes,
+            spill_dir: plan.spill_dir.clone(),
+        }
+    }
+
+    fn buckets(&self) -> usize {
+        self.mem.len()
+    }
+
+    fn append(&mut self, k: usize, mut segment: Vec<u8>, rows: u64) {
+        segment.shrink_to_fit();
+        self.in_mem += segment.len() as u64;
+        self.mem[k].push(segment);
+        self.rows[k] += rows;
+    }
+
+    fn spill_if_over(&mut self) -> Result<()> {
+        let Some(dir) = &self.spill_dir else {
+            return Ok(());
+        };
+        if self.in_mem <= self.spill_bytes {
+            return Ok(());
+        }
+        let io = |p: &Path, e: std::io::Error| {
+            Error::Io(format!("cannot write spill file {}: {e}", p.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        for (k, segments) in self.mem.iter_mut().enumerate() {
+            if segments.is_empty() {
+                continue;
+            }
+            let path = self.files[k]
+                .get_or_insert_with(|| dir.join(format!("bucket-{k:05}.bin")))
+                .clone();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io(&path, e))?;
+            for seg in segments.drain(..) {
+                std::io::Write::write_all(&mut f, &seg).map_err(|e| io(&path, e))?;
+            }
+        }
+        self.in_mem = 0;
+        Ok(())
+    }
+
+    /// Bucket `k`'s segments, in input order; its spill file is removed.
+    fn take(&mut self, k: usize) -> Result<Vec<Vec<u8>>> {
+        let mem = std::mem::take(&mut self.mem[k]);
+        self.in_mem -= mem.iter().map(|s| s.len() as u64).sum::<u64>();
+        let Some(path) = self.files[k].take() else {
+            return Ok(mem);
+        };
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::Io(format!("cannot read spill file {}: {e}", path.display())))?;
+        let _ = std::fs::remove_file(&path);
+        let mut out = vec![bytes];
+        out.extend(mem);
+        Ok(out)
+    }
+}
+
+impl Drop for BucketStore {
+    fn drop(&mut self) {
+        for p in self.files.iter().flatten() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A bucket's rows, decoded, in input order.
+#[derive(Default)]
+struct Decoded {
+    keys: Option<DataFrame>,
+    ts: Vec<i64>,
+    day: Vec<i32>,
+    tod: Vec<i32>,
+    sender: Vec<Sender>,
+    flags: Vec<u8>,
+}
+
+fn decode(segments: &[Vec<u8>]) -> Result<Decoded> {
+    let corrupt = || Error::Io("a spill file is corrupt (was it changed while kefu ran?)".into());
+    let mut d = Decoded::default();
+    let mut builders: Vec<StringChunkedBuilder> = KEY_COLUMNS
+        .iter()
+        .map(|n| StringChunkedBuilder::new((*n).into(), 0))
+        .collect();
+    let rows: usize = segments.iter().map(|s| s.len() / 40).sum();
+    d.ts.reserve(rows);
+    d.day.reserve(rows);
+    d.tod.reserve(rows);
+    d.sender.reserve(rows);
+    d.flags.reserve(rows);
+    for bytes in segments {
+        let mut p = 0usize;
+        let take = |p: &mut usize, n: usize| -> Result<&[u8]> {
+            let s = bytes.get(*p..*p + n).ok_or_else(corrupt)?;
+            *p += n;
+            Ok(s)
+        };
+        while p < bytes.len() {
+            let fixed = take(&mut p, 19)?;
+            d.ts.push(i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes")));
+            d.day.push(i32::from_le_bytes(
+                fixed[8..12].try_into().expect("4 bytes"),
+            ));
+            d.tod.push(i32::from_le_bytes(
+                fixed[12..16].try_into().expect("4 bytes"),
+            ));
+            d.sender.push(match fixed[16] {
+                0 => Sender::Buyer,
+                1 => Sender::Agent,
+                2 => Sender::Bot,
+                3 => Sender::System,
+                _ => return Err(corrupt()),
+            });
+            d.flags.push(fixed[17]);
+            let nulls = fixed[18];
+            for (j, b) in builders.iter_mut().enumerate() {
+                if nulls & (1 << j) != 0 {
+                    b.append_null();
+                    continue;
+                }
+                let mut len = take(&mut p, 1)?[0] as usize;
+                if len == 0xFF {
+                    len =
+                        u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
+                }
+                let s = std::str::from_utf8(take(&mut p, len)?).map_err(|_| corrupt())?;
+                b.append_value(s);
+            }
+        }
+    }
+    let n = d.ts.len();
+    let cols = builders
+        .into_iter()
+        .map(|b| b.finish().into_column())
+        .collect();
+    d.keys =
+        Some(DataFrame::new(n, cols).map_err(|e| Error::Io(format!("decoding a bucket: {e}")))?);
+    Ok(d)
+}
+
+/// Turns a bucket's rows into the engine's table: de-duplication, the
+/// peer_kind filter, integer codes for threads, shops, agents and sessions,
+/// and the thread order. Also returns the rows kept per local day.
+///
+/// The string work is columnar: polars' (parallel) group-by finds the
+/// duplicate `msg_id`s and the threads, so no per-row hashing happens here.
+fn build(
+    decoded: Decoded,
+    first: i32,
+    last: i32,
+    has_session_column: bool,
+) -> Result<(Messages, PlHashMap<i32, u64>)> {
+    let _ = (first, last);
+    let mut stats = LoadStats::default();
+    let polars_err = |what: &str, e: PolarsError| Error::BadData(format!("input: {what}: {e}"));
+    let Decoded {
+        keys,
+        ts: ts_v,
+        day: day_v,
+        tod: tod_v,
+        sender: sender_v,
+        flags: mut flags_v,
+    } = decoded;
+    let consumer_v: Vec<bool> = flags_v.iter().map(|f| f & NON_CONSUMER == 0).collect();
+    for f in &mut flags_v {
+        *f &= !NON_CONSUMER;
+    }
     let mut keys = match keys {
         Some(k) => k,
         None => DataFrame::new(
@@ -941,13 +1475,7 @@ fn build(
         }
     }
 
-    let mut rows_per_day: Vec<(NaiveDate, u64)> = (first..=last)
-        .map(|d| (day_date(d), per_day.get(&d).copied().unwrap_or(0)))
-        .collect();
-    rows_per_day.sort();
-    stats.rows_per_day = rows_per_day;
-
-    Ok(Messages {
+    let m = Messages {
         shop_names: shops.names,
         buyer_names,
         agent_names: agents.names,
@@ -966,7 +1494,8 @@ fn build(
         has_session_column,
         threads,
         stats,
-    })
+    };
+    Ok((m, per_day))
 }
 
 /// Local date and time of a UTC instant, for display.

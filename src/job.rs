@@ -17,6 +17,9 @@ use chrono::NaiveDate;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use polars::prelude::DataFrame;
+use rayon::prelude::*;
+
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
 use crate::input::{self, DayRange};
@@ -43,11 +46,15 @@ pub struct RunConfig {
     pub write_items: bool,
     /// Compute only this shard's shops ([`Shard::WHOLE`] for all).
     pub shard: Shard,
+    /// About how many bytes a day may hold in memory; `None` holds each day
+    /// whole (see [`input::MemoryPlan`]).
+    pub memory_budget: Option<u64>,
 }
 
 /// What one day did, for the summary.
 #[derive(Debug, Clone)]
 pub struct DaySummary {
+    pub platform: String,
     pub day: NaiveDate,
     pub files: usize,
     pub rows_read: u64,
@@ -88,6 +95,28 @@ fn line(progress: &mut dyn FnMut(Event), text: &str) {
 /// Runs every day of `cfg` in order, committing each before the next; the
 /// first failure stops the run. `progress` receives [`Event`]s.
 pub fn run(cfg: &RunConfig, progress: Progress) -> Result<Vec<DaySummary>> {
+    run_all(std::slice::from_ref(cfg), progress)
+}
+
+/// Runs several platforms over the same input, output and days: each day's
+/// input is read once for all platforms sharing the same `[input]` settings
+/// (the presets all do), and every platform's partitions are committed
+/// before the next day starts. `cfgs` must agree on everything but
+/// `platform` and `rules`.
+pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>> {
+    let Some(c0) = cfgs.first() else {
+        return Err(Error::Usage("no platform to run".into()));
+    };
+    for c in cfgs {
+        if (&c.input, &c.output, c.from, c.to, c.shard)
+            != (&c0.input, &c0.output, c0.from, c0.to, c0.shard)
+        {
+            return Err(Error::Usage(
+                "platforms of one run must share input, output, days and shard".into(),
+            ));
+        }
+    }
+    let cfg = c0;
     if cfg.to < cfg.from {
         return Err(Error::Usage(format!(
             "--to {} is before --date {}",
@@ -99,54 +128,82 @@ pub fn run(cfg: &RunConfig, progress: Progress) -> Result<Vec<DaySummary>> {
     let first = cfg.from.pred_opt().unwrap_or(cfg.from);
     input::discover(&cfg.input, (first, cfg.to + chrono::Duration::days(2)))?;
     let _lock = output::lock(&cfg.output, cfg.shard)?;
-    output::remove_stale_staging_all(&cfg.output, &cfg.platform, cfg.shard);
-    let mut days: Vec<NaiveDate> = cfg.from.iter_days().take_while(|d| *d <= cfg.to).collect();
-    // Finalise the day before the run if it was written provisionally.
-    if let Some(prev) = cfg.from.pred_opt() {
-        if is_provisional(cfg, prev) {
-            line(
-                progress,
-                &format!("{prev} was provisional (its next day had not landed): recomputing it"),
-            );
-            days.insert(0, prev);
+    output::remove_stale_spill(&cfg.output, cfg.shard);
+    let mut days_of: Vec<Vec<NaiveDate>> = Vec::new();
+    for c in cfgs {
+        output::remove_stale_staging_all(&c.output, &c.platform, c.shard);
+        let mut days: Vec<NaiveDate> = c.from.iter_days().take_while(|d| *d <= c.to).collect();
+        // Finalise the day before the run if it was written provisionally.
+        if let Some(prev) = c.from.pred_opt() {
+            if is_provisional(c, prev) {
+                line(
+                    progress,
+                    &format!(
+                        "{}{prev} was provisional (its next day had not landed): recomputing it",
+                        tag(cfgs, c)
+                    ),
+                );
+                days.insert(0, prev);
+            }
         }
+        days_of.push(days);
     }
+    let all_days: std::collections::BTreeSet<NaiveDate> =
+        days_of.iter().flatten().copied().collect();
     let mut out = Vec::new();
-    for (k, &day) in days.iter().enumerate() {
+    for (k, &day) in all_days.iter().enumerate() {
         progress(Event::DayStarted {
             index: k,
-            total: days.len(),
+            total: all_days.len(),
             day,
         });
         let started = Instant::now();
-        let mut summary = daily(cfg, day, progress)?;
-        let rolling = rolling(cfg, day, progress)?;
-        summary.rolling_rows = rolling.len();
-        summary.alert_rows = alerts(cfg, day, &rolling, summary.provisional)?;
-        summary.seconds = started.elapsed().as_secs_f64();
-        line(
-            progress,
-            &format!(
-                "  {day}: {} rows read, {} bad, {} duplicate; {} shop rows, {} rolling rows, {} alerts; {:.2}s",
-                summary.rows_read,
-                summary.bad_rows,
-                summary.duplicates,
-                summary.shop_rows,
-                summary.rolling_rows,
-                summary.alert_rows,
-                summary.seconds
-            ),
-        );
-        for (id, counted, excluded) in &summary.items {
+        let who: Vec<&RunConfig> = cfgs
+            .iter()
+            .zip(&days_of)
+            .filter(|(_, days)| days.contains(&day))
+            .map(|(c, _)| c)
+            .collect();
+        let summaries = daily(&who, day, progress)?;
+        for (c, mut summary) in who.iter().zip(summaries) {
+            let rolling = rolling(c, day, progress)?;
+            summary.rolling_rows = rolling.len();
+            summary.alert_rows = alerts(c, day, &rolling, summary.provisional)?;
+            summary.seconds = started.elapsed().as_secs_f64();
             line(
                 progress,
-                &format!("    {id}: {counted} items counted, {excluded} excluded"),
+                &format!(
+                    "  {}{day}: {} rows read, {} bad, {} duplicate; {} shop rows, {} rolling rows, {} alerts; {:.2}s",
+                    tag(cfgs, c),
+                    summary.rows_read,
+                    summary.bad_rows,
+                    summary.duplicates,
+                    summary.shop_rows,
+                    summary.rolling_rows,
+                    summary.alert_rows,
+                    summary.seconds
+                ),
             );
+            for (id, counted, excluded) in &summary.items {
+                line(
+                    progress,
+                    &format!("    {id}: {counted} items counted, {excluded} excluded"),
+                );
+            }
+            progress(Event::DayDone(&summary));
+            out.push(summary);
         }
-        progress(Event::DayDone(&summary));
-        out.push(summary);
     }
     Ok(out)
+}
+
+/// "platform " in a run of several platforms, else nothing.
+fn tag(cfgs: &[RunConfig], c: &RunConfig) -> String {
+    if cfgs.len() > 1 {
+        format!("{} ", c.platform)
+    } else {
+        String::new()
+    }
 }
 
 /// Commits one table's partition for `day`, then its manifest: the common
@@ -159,13 +216,25 @@ fn commit_table(
     extra: serde_json::Value,
 ) -> Result<()> {
     output::commit_partition(&cfg.output, table, &cfg.platform, day, cfg.shard, df)?;
+    commit_manifest(cfg, table, day, df.height(), extra)
+}
+
+/// Commits a table's manifest for `day`: the common fields (kefu version,
+/// shard, table, platform, dt, rows) and `extra`.
+fn commit_manifest(
+    cfg: &RunConfig,
+    table: &str,
+    day: NaiveDate,
+    rows: usize,
+    extra: serde_json::Value,
+) -> Result<()> {
     let mut manifest = json!({
         "kefu_version": env!("CARGO_PKG_VERSION"),
         "shard": cfg.shard.to_string(),
         "table": table,
         "platform": cfg.platform,
         "dt": day.to_string(),
-        "rows": df.height(),
+        "rows": rows,
     });
     if let (Some(m), serde_json::Value::Object(extra)) = (manifest.as_object_mut(), extra) {
         m.extend(extra);
@@ -195,11 +264,59 @@ fn is_provisional(cfg: &RunConfig, day: NaiveDate) -> bool {
         .unwrap_or(false)
 }
 
-/// Computes `day` from the input and commits `shop_daily`, `agent_daily` and
-/// `items` with their manifests.
-fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySummary> {
+/// Computes `day` from the input for each of `cfgs` and commits their
+/// `shop_daily`, `agent_daily` and `items` with their manifests. Platforms
+/// with the same `[input]` settings share one read; the day is computed
+/// bucket by bucket (ranges of shops, in shop order, see
+/// [`input::MemoryPlan`]), every platform from the same bucket.
+fn daily(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Result<Vec<DaySummary>> {
+    // Group the platforms by input settings, keeping the order of `cfgs`.
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, c) in cfgs.iter().enumerate() {
+        let key = format!("{:?}", c.rules.input);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    let mut out: Vec<Option<DaySummary>> = (0..cfgs.len()).map(|_| None).collect();
+    for (_, group) in groups {
+        let members: Vec<&RunConfig> = group.iter().map(|&i| cfgs[i]).collect();
+        for (i, s) in group.iter().zip(daily_group(&members, day, progress)?) {
+            out[*i] = Some(s);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|s| s.expect("every platform computed"))
+        .collect())
+}
+
+/// The memory plan of a run.
+fn memory_plan(cfg: &RunConfig) -> input::MemoryPlan {
+    match cfg.memory_budget {
+        None => input::MemoryPlan::unlimited(),
+        Some(bytes) => {
+            input::MemoryPlan::from_budget(bytes, Some(output::spill_dir(&cfg.output, cfg.shard)))
+        }
+    }
+}
+
+/// One platform's tables of a day, as the buckets add to them.
+struct DayTables<'a> {
+    cfg: &'a RunConfig,
+    metrics: Vec<&'a Metric>,
+    shop: Vec<polars::prelude::DataFrame>,
+    agent: Vec<polars::prelude::DataFrame>,
+    items: Option<output::StagedPartition>,
+    item_rows: usize,
+    totals: Vec<(u64, u64)>,
+}
+
+/// [`daily`] for platforms sharing their input settings.
+fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Result<Vec<DaySummary>> {
     let started = Instant::now();
-    let metrics = metrics_for(cfg, day);
+    let cfg = cfgs[0];
     let next = day
         .succ_opt()
         .ok_or_else(|| Error::Usage(format!("{day} is out of range")))?;
@@ -215,109 +332,214 @@ fn daily(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<DaySumma
             files.len()
         ),
     );
-    let msgs = input::load(
-        &files,
-        &cfg.rules.input,
-        DayRange {
-            first: day,
-            last: next,
-        },
-        cfg.strict,
-        cfg.shard,
-    )?;
-    let stats = &msgs.stats;
-    for ex in &stats.bad_examples {
-        line(progress, &format!("  warning: bad row skipped: {ex}"));
-    }
-    let rows_on = |d: NaiveDate| {
-        stats
-            .rows_per_day
+    let plan = memory_plan(cfg);
+    let spill = plan.spill_dir.clone();
+    let result = (|| {
+        let t_read = Instant::now();
+        let mut loaded = input::scan(
+            &files,
+            &cfg.rules.input,
+            DayRange {
+                first: day,
+                last: next,
+            },
+            cfg.strict,
+            cfg.shard,
+            &plan,
+        )?;
+        let t_read = t_read.elapsed();
+        for ex in &loaded.stats.bad_examples {
+            line(progress, &format!("  warning: bad row skipped: {ex}"));
+        }
+        let mut tables: Vec<DayTables> = cfgs
             .iter()
-            .find(|(x, _)| *x == d)
-            .map_or(0, |x| x.1)
-    };
-    if rows_on(day) == 0 {
-        line(
-            progress,
-            &format!("  warning: no messages on {day}: writing empty partitions"),
-        );
-    }
-    let provisional = rows_on(next) == 0;
-    if provisional {
+            .map(|c| {
+                let metrics = metrics_for(c, day);
+                let items = if c.write_items {
+                    Some(output::StagedPartition::begin(
+                        &c.output,
+                        "items",
+                        &c.platform,
+                        day,
+                        c.shard,
+                    )?)
+                } else {
+                    None
+                };
+                Ok(DayTables {
+                    cfg: c,
+                    totals: vec![(0, 0); metrics.len()],
+                    metrics,
+                    shop: Vec::new(),
+                    agent: Vec::new(),
+                    items,
+                    item_rows: 0,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let polars_err = |table: &str, e: polars::error::PolarsError| {
+            Error::Io(format!("cannot build table {table} for {day}: {e}"))
+        };
+        let (mut t_b, mut t_c) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let step = input::MemoryPlan::parallel_buckets();
+        let mut k = 0;
+        while k < loaded.buckets() {
+            let t = Instant::now();
+            let batch = loaded.buckets_at(k..(k + step).min(loaded.buckets()))?;
+            k += batch.len();
+            t_b += t.elapsed();
+            let t = Instant::now();
+            // Every bucket's tables for every platform, computed in parallel.
+            type Parts = (DataFrame, DataFrame, Option<DataFrame>, Vec<(u64, u64)>);
+            let parts: Vec<Vec<Result<Parts>>> = batch
+                .par_iter()
+                .map(|msgs| {
+                    tables
+                        .iter()
+                        .map(|t| {
+                            let result = engine::compute_day(
+                                msgs,
+                                &t.metrics,
+                                day,
+                                EngineOptions {
+                                    keep_items: t.items.is_some(),
+                                },
+                            );
+                            let shop = output::shop_daily(msgs, &t.metrics, &result)
+                                .map_err(|e| polars_err("shop_daily", e))?;
+                            let agent = output::agent_daily(msgs, &t.metrics, &result)
+                                .map_err(|e| polars_err("agent_daily", e))?;
+                            let items = match t.items {
+                                Some(_) => Some(
+                                    output::items(msgs, &t.metrics, &result)
+                                        .map_err(|e| polars_err("items", e))?,
+                                ),
+                                None => None,
+                            };
+                            let totals = result
+                                .totals
+                                .iter()
+                                .map(|m| (m.counted, m.excluded))
+                                .collect();
+                            Ok((shop, agent, items, totals))
+                        })
+                        .collect()
+                })
+                .collect();
+            drop(batch);
+            // In bucket order, so that the tables stay sorted.
+            for bucket in parts {
+                for (t, part) in tables.iter_mut().zip(bucket) {
+                    let (shop, agent, items, totals) = part?;
+                    for (acc, m) in t.totals.iter_mut().zip(totals) {
+                        acc.0 += m.0;
+                        acc.1 += m.1;
+                    }
+                    t.shop.push(shop);
+                    t.agent.push(agent);
+                    if let (Some(w), Some(df)) = (&mut t.items, items) {
+                        t.item_rows += df.height();
+                        w.write(&df)?;
+                    }
+                }
+            }
+            t_c += t.elapsed();
+        }
         line(
             progress,
             &format!(
-                "  warning: no messages on {next}: replies after midnight are not seen yet, so {day} is \
-                 provisional; the run that computes {next} will recompute it"
+                "  {day}: read {:.2}s, {} shop bucket(s) ordered {:.2}s, computed {:.2}s",
+                t_read.as_secs_f64(),
+                loaded.buckets(),
+                t_b.as_secs_f64(),
+                t_c.as_secs_f64()
             ),
         );
+        let stats = loaded.stats.clone();
+        drop(loaded);
+        let rows_on = |d: NaiveDate| {
+            stats
+                .rows_per_day
+                .iter()
+                .find(|(x, _)| *x == d)
+                .map_or(0, |x| x.1)
+        };
+        if rows_on(day) == 0 {
+            line(
+                progress,
+                &format!("  warning: no messages on {day}: writing empty partitions"),
+            );
+        }
+        let provisional = rows_on(next) == 0;
+        if provisional {
+            line(
+                progress,
+                &format!(
+                    "  warning: no messages on {next}: replies after midnight are not seen yet, so {day} is \
+                     provisional; the run that computes {next} will recompute it"
+                ),
+            );
+        }
+        let mut summaries = Vec::new();
+        for t in tables {
+            let c = t.cfg;
+            let manifest = json!({
+                    "rules_source": c.rules.source,
+                    "rules_hash": rules_hash(c, &t.metrics),
+                    "rules_as_of": c.rules_as_of.map(|d| d.to_string()),
+                    "rule_versions": t.metrics.iter().map(|m| m.rule_version()).collect::<Vec<_>>(),
+                    "input_files": stats.file_rows.iter().map(|(f, n)| json!({"path": f, "rows_read": n})).collect::<Vec<_>>(),
+                    "rows_read": stats.rows_read,
+                    "bad_rows": stats.bad_rows,
+                    "duplicates": stats.duplicates,
+                    "rows_on_day": rows_on(day),
+                    "rows_on_next_day": rows_on(next),
+                    "provisional": provisional,
+            });
+            // Buckets are shop ranges in order: their pieces concatenate sorted.
+            let concat = |parts: Vec<polars::prelude::DataFrame>, table: &str| {
+                let mut it = parts.into_iter();
+                let mut df = it.next().expect("at least one bucket");
+                for p in it {
+                    df.vstack_mut_owned(p).map_err(|e| polars_err(table, e))?;
+                }
+                Ok::<_, Error>(df)
+            };
+            let mut shop = concat(t.shop, "shop_daily")?;
+            let mut agent = concat(t.agent, "agent_daily")?;
+            if let Some(items) = t.items {
+                items.commit()?;
+                commit_manifest(c, "items", day, t.item_rows, manifest.clone())?;
+            }
+            commit_table(c, "agent_daily", day, &mut agent, manifest.clone())?;
+            // shop_daily last: its manifest is what later runs consult.
+            commit_table(c, "shop_daily", day, &mut shop, manifest)?;
+            summaries.push(DaySummary {
+                platform: c.platform.clone(),
+                day,
+                files: files.len(),
+                rows_read: stats.rows_read,
+                bad_rows: stats.bad_rows,
+                duplicates: stats.duplicates,
+                items: t
+                    .metrics
+                    .iter()
+                    .zip(&t.totals)
+                    .map(|(m, t)| (m.id.clone(), t.0, t.1))
+                    .collect(),
+                shop_rows: shop.height(),
+                rolling_rows: 0,
+                alert_rows: 0,
+                provisional,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(summaries)
+    })();
+    if let Some(dir) = spill {
+        let _ = std::fs::remove_dir_all(dir);
     }
-    let result = engine::compute_day(
-        &msgs,
-        &metrics,
-        day,
-        EngineOptions {
-            keep_items: cfg.write_items,
-        },
-    );
-
-    let polars_err = |table: &str, e: polars::error::PolarsError| {
-        Error::Io(format!("cannot build table {table} for {day}: {e}"))
-    };
-    let manifest = json!({
-            "rules_source": cfg.rules.source,
-            "rules_hash": rules_hash(cfg, &metrics),
-            "rules_as_of": cfg.rules_as_of.map(|d| d.to_string()),
-            "rule_versions": metrics.iter().map(|m| m.rule_version()).collect::<Vec<_>>(),
-            "input_files": stats.file_rows.iter().map(|(f, n)| json!({"path": f, "rows_read": n})).collect::<Vec<_>>(),
-            "rows_read": stats.rows_read,
-            "bad_rows": stats.bad_rows,
-            "duplicates": stats.duplicates,
-            "rows_on_day": rows_on(day),
-            "rows_on_next_day": rows_on(next),
-            "provisional": provisional,
-    });
-    let mut tables = vec![
-        (
-            "shop_daily",
-            output::shop_daily(&msgs, &metrics, &result)
-                .map_err(|e| polars_err("shop_daily", e))?,
-        ),
-        (
-            "agent_daily",
-            output::agent_daily(&msgs, &metrics, &result)
-                .map_err(|e| polars_err("agent_daily", e))?,
-        ),
-    ];
-    if cfg.write_items {
-        tables.push((
-            "items",
-            output::items(&msgs, &metrics, &result).map_err(|e| polars_err("items", e))?,
-        ));
-    }
-    let shop_rows = tables[0].1.height();
-    // shop_daily last: its manifest is what later runs consult.
-    tables.rotate_left(1);
-    for (table, df) in &mut tables {
-        commit_table(cfg, table, day, df, manifest.clone())?;
-    }
-    Ok(DaySummary {
-        day,
-        files: files.len(),
-        rows_read: stats.rows_read,
-        bad_rows: stats.bad_rows,
-        duplicates: stats.duplicates,
-        items: metrics
-            .iter()
-            .zip(&result.totals)
-            .map(|(m, t)| (m.id.clone(), t.counted, t.excluded))
-            .collect(),
-        shop_rows,
-        rolling_rows: 0,
-        alert_rows: 0,
-        provisional,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    result
 }
 
 /// `shop_rolling` for `day`: for each metric in force with `window_days` >
@@ -340,7 +562,7 @@ fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<Me
             Some(rows) => rows,
             None => {
                 line(progress, &format!("  {day}: the window needs {d}, which has no shop_daily partition: computing it"));
-                match daily(cfg, d, progress) {
+                match daily(&[cfg], d, progress) {
                     Ok(_) => {}
                     // No input for that day at all: it adds nothing.
                     Err(Error::NoInput(msg)) => {

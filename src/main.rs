@@ -67,7 +67,7 @@ fn run(cli: Cli) -> kefu::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let cfg = args.resolve()?;
+            let cfgs = args.resolve()?;
             if let Some(n) = args.threads {
                 // Both pools: rayon's (the engine) and polars' (the reader).
                 std::env::set_var("POLARS_MAX_THREADS", n.to_string());
@@ -84,7 +84,7 @@ fn run(cli: Cli) -> kefu::Result<()> {
                     )
                     .expect("a valid template"),
                 );
-                let result = kefu::job::run(&cfg, &mut |event| match event {
+                let result = kefu::job::run_all(&cfgs, &mut |event| match event {
                     Event::DayStarted { total, day, .. } => {
                         bar.set_length(total as u64);
                         bar.set_message(day.to_string());
@@ -95,18 +95,27 @@ fn run(cli: Cli) -> kefu::Result<()> {
                 bar.finish_and_clear();
                 result?
             } else {
-                kefu::job::run(&cfg, &mut |event| {
+                kefu::job::run_all(&cfgs, &mut |event| {
                     if let Event::Line(line) = event {
                         eprintln!("kefu: {line}");
                     }
                 })?
             };
-            let rows: u64 = days.iter().map(|d| d.rows_read).sum();
-            let bad: u64 = days.iter().map(|d| d.bad_rows).sum();
+            // Rows are read once per day for all platforms: count one platform's.
+            let first = &days.first().map(|d| d.platform.clone()).unwrap_or_default();
+            let days_read = days.iter().filter(|d| &d.platform == first);
+            let rows: u64 = days_read.clone().map(|d| d.rows_read).sum();
+            let bad: u64 = days_read.map(|d| d.bad_rows).sum();
+            let platforms = cfgs.len();
             eprintln!(
-                "kefu: done: {} day(s), {rows} rows read, {bad} bad, output in {}, {:.2}s",
-                days.len(),
-                cfg.output.display(),
+                "kefu: done: {} day(s){}, {rows} rows read, {bad} bad, output in {}, {:.2}s",
+                days.len() / platforms.max(1),
+                if platforms > 1 {
+                    format!(" x {platforms} platforms")
+                } else {
+                    String::new()
+                },
+                cfgs[0].output.display(),
                 started.elapsed().as_secs_f64()
             );
             Ok(())

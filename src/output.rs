@@ -327,37 +327,154 @@ pub fn commit_partition(
     shard: Shard,
     df: &mut DataFrame,
 ) -> Result<PathBuf> {
-    let dir = partition_dir(out, table, platform, day);
-    let io = |what: &str, p: &Path, e: &dyn std::fmt::Display| {
-        Error::Io(format!("cannot {what} {}: {e}", p.display()))
-    };
-    fs::create_dir_all(&dir).map_err(|e| io("create", &dir, &e))?;
-    remove_stale_staging(&dir, shard);
-    let final_path = dir.join(shard.data_file());
-    let staged = dir.join(format!(".{}.{}.tmp", shard.data_file(), std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut file = File::create(&staged).map_err(|e| io("create", &staged, &e))?;
-        if let Some(e) = injected_fault(table) {
-            return Err(io("write", &staged, &e));
+    let mut staged = StagedPartition::begin(out, table, platform, day, shard)?;
+    staged.write(df)?;
+    staged.commit()
+}
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 512 * 512;
+
+/// A partition's data file being written in pieces (e.g. one per shop
+/// bucket, in order) to its hidden staging file; [`StagedPartition::commit`]
+/// renames it over the partition's file. Dropped uncommitted, the staging
+/// file is removed and the committed partition is untouched.
+pub struct StagedPartition {
+    table: String,
+    dir: PathBuf,
+    final_path: PathBuf,
+    staged: PathBuf,
+    shard: Shard,
+    file: Option<File>,
+    writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    committed: bool,
+}
+
+fn io_err(what: &str, p: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::Io(format!("cannot {what} {}: {e}", p.display()))
+}
+
+impl StagedPartition {
+    pub fn begin(
+        out: &Path,
+        table: &str,
+        platform: &str,
+        day: NaiveDate,
+        shard: Shard,
+    ) -> Result<StagedPartition> {
+        let dir = partition_dir(out, table, platform, day);
+        fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, &e))?;
+        remove_stale_staging(&dir, shard);
+        let final_path = dir.join(shard.data_file());
+        let staged = dir.join(format!(".{}.{}.tmp", shard.data_file(), std::process::id()));
+        let file = File::create(&staged).map_err(|e| io_err("create", &staged, &e))?;
+        Ok(StagedPartition {
+            table: table.to_string(),
+            dir,
+            final_path,
+            staged,
+            shard,
+            file: Some(file),
+            writer: None,
+            committed: false,
+        })
+    }
+
+    /// Appends `df`'s rows (every piece must have the same schema).
+    pub fn write(&mut self, df: &DataFrame) -> Result<()> {
+        if let Some(e) = injected_fault(&self.table) {
+            return Err(io_err("write", &self.staged, &e));
         }
-        ParquetWriter::new(&mut file)
-            .with_statistics(StatisticsOptions::full())
-            .finish(df)
-            .map_err(|e| io("write", &staged, &e))?;
-        file.flush().map_err(|e| io("write", &staged, &e))?;
-        file.sync_all().map_err(|e| io("sync", &staged, &e))?;
-        fs::rename(&staged, &final_path).map_err(|e| io("commit", &final_path, &e))?;
-        remove_other_sharding(&dir, shard);
-        // Make the rename itself durable.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
+        if self.writer.is_none() {
+            let file = self
+                .file
+                .as_ref()
+                .expect("open until commit")
+                .try_clone()
+                .map_err(|e| io_err("write", &self.staged, &e))?;
+            let w = ParquetWriter::new(file)
+                .with_statistics(StatisticsOptions::full())
+                .batched(df.schema())
+                .map_err(|e| io_err("write", &self.staged, &e))?;
+            self.writer = Some(w);
+        }
+        let w = self.writer.as_mut().expect("created above");
+        let mut offset = 0;
+        while offset < df.height() {
+            let mut piece = df.slice(offset as i64, ROW_GROUP_ROWS);
+            piece.rechunk_mut_par();
+            w.write_batch(&piece)
+                .map_err(|e| io_err("write", &self.staged, &e))?;
+            offset += ROW_GROUP_ROWS;
         }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&staged);
     }
-    result.map(|_| final_path)
+
+    /// Finishes the file, makes it durable and renames it over the
+    /// partition's file.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let w = self
+            .writer
+            .take()
+            .ok_or_else(|| io_err("write", &self.staged, &"no rows or schema were given"))?;
+        w.finish().map_err(|e| io_err("write", &self.staged, &e))?;
+        drop(w);
+        let mut file = self.file.take().expect("open until commit");
+        file.flush()
+            .map_err(|e| io_err("write", &self.staged, &e))?;
+        file.sync_all()
+            .map_err(|e| io_err("sync", &self.staged, &e))?;
+        drop(file);
+        fs::rename(&self.staged, &self.final_path)
+            .map_err(|e| io_err("commit", &self.final_path, &e))?;
+        self.committed = true;
+        remove_other_sharding(&self.dir, self.shard);
+        // Make the rename itself durable.
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(self.final_path.clone())
+    }
+}
+
+impl Drop for StagedPartition {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.writer = None;
+            self.file = None;
+            let _ = fs::remove_file(&self.staged);
+        }
+    }
+}
+
+/// Where a run of `shard` spills rows it cannot hold in memory: a hidden
+/// folder of the output directory (same disk as the output; readers of
+/// Hive-style tables skip dot folders), removed when the day is done.
+pub fn spill_dir(out: &Path, shard: Shard) -> PathBuf {
+    out.join(format!(
+        ".kefu-spill.{}.{}",
+        shard.data_file(),
+        std::process::id()
+    ))
+}
+
+/// Removes spill folders killed runs of this shard left behind (called
+/// with the shard's lock held).
+pub fn remove_stale_spill(out: &Path, shard: Shard) {
+    let Ok(entries) = fs::read_dir(out) else {
+        return;
+    };
+    let prefix = format!(".kefu-spill.{}.", shard.data_file());
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name
+            .strip_prefix(&prefix)
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Removes the staging files killed runs of this shard left anywhere under

@@ -272,6 +272,7 @@ pub fn run_lib(
         strict: false,
         write_items: true,
         shard: kefu::shard::Shard::WHOLE,
+        memory_budget: None,
     };
     kefu::job::run(&cfg, &mut |_| {}).unwrap();
 }

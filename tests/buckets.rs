@@ -1,0 +1,210 @@
+//! Shop buckets and spilling (`--memory-budget`), and several platforms in
+//! one run: whatever the budget, and whether platforms run alone or
+//! together, every table's partitions hold exactly the same rows in the
+//! same order.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+
+/// Every row of every data file, per (table, platform, day), in file order.
+fn rows_by_partition(out: &Path, platform: &str) -> BTreeMap<String, Vec<String>> {
+    let mut tables = BTreeMap::new();
+    for table in [
+        "shop_daily",
+        "shop_rolling",
+        "agent_daily",
+        "items",
+        "alerts",
+    ] {
+        let platform_dir = out.join(table).join(format!("platform={platform}"));
+        for day in std::fs::read_dir(&platform_dir).unwrap() {
+            let day = day.unwrap().path();
+            let key = format!("{table}/{}", day.file_name().unwrap().to_str().unwrap());
+            let df = read_parquet(&day.join("part-0.parquet"));
+            let rows: Vec<String> = (0..df.height())
+                .map(|i| {
+                    let row = df.get(i).unwrap();
+                    row.iter()
+                        .map(|v| format!("{v}"))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            tables.insert(key, rows);
+        }
+    }
+    tables
+}
+
+/// Runs the binary, whatever its exit status.
+fn kefu(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(kefu_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The same rows in the same order; else the first difference.
+fn assert_same(got: &[String], expected: &[String], what: &str) {
+    assert_eq!(got.len(), expected.len(), "{what}: row counts differ");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != expected[i]) {
+        panic!(
+            "{what}: row {i} differs:\n got      {}\n expected {}",
+            got[i], expected[i]
+        );
+    }
+}
+
+fn gen(input: &Path, seed: &str) {
+    let out = run_bin(&[
+        "gen",
+        "--output",
+        input.to_str().unwrap(),
+        "--rows",
+        "30000",
+        "--days",
+        "3",
+        "--shops",
+        "40",
+        "--start",
+        "2024-05-16",
+        "--seed",
+        seed,
+        "--row-group-size",
+        "4000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run(input: &Path, out: &Path, platform: &str, budget: &str) -> String {
+    let o = run_bin(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--platform",
+        platform,
+        "--date",
+        "2024-05-16",
+        "--to",
+        "2024-05-18",
+        "--memory-budget",
+        budget,
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn any_budget_writes_the_same_rows_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    gen(&input, "5");
+    for platform in ["pdd", "taobao", "jd"] {
+        let whole = dir.path().join(format!("whole-{platform}"));
+        run(&input, &whole, platform, "0");
+        let expected = rows_by_partition(&whole, platform);
+        assert!(expected["items/dt=2024-05-17"].len() > 1000);
+        // 64 KiB: buckets of ~1,000 rows (dozens of them) and spilling after
+        // every read; 4 MiB: a few buckets, nothing spilled.
+        for budget in ["64KiB", "4MiB"] {
+            let out = dir.path().join(format!("{platform}-{budget}"));
+            run(&input, &out, platform, budget);
+            let got = rows_by_partition(&out, platform);
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                expected.keys().collect::<Vec<_>>()
+            );
+            for (k, rows) in &expected {
+                assert_same(&got[k], rows, &format!("{platform} {budget}: {k}"));
+            }
+            // Spill folders are removed when the day is done.
+            let left: Vec<_> = std::fs::read_dir(&out)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".kefu-spill"))
+                .collect();
+            assert!(left.is_empty(), "spill folders left: {left:?}");
+        }
+    }
+}
+
+#[test]
+fn all_platforms_in_one_run_write_what_single_runs_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    gen(&input, "6");
+    let together = dir.path().join("together");
+    let log = run(&input, &together, "all", "256KiB");
+    assert!(log.contains("taobao 2024-05-16:"), "{log}");
+    for platform in ["pdd", "taobao", "douyin", "jd", "kuaishou", "xiaohongshu"] {
+        let alone = dir.path().join(format!("alone-{platform}"));
+        run(&input, &alone, platform, "0");
+        let expected = rows_by_partition(&alone, platform);
+        let got = rows_by_partition(&together, platform);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>()
+        );
+        for (k, rows) in &expected {
+            assert_same(
+                &got[k],
+                rows,
+                &format!("{platform} with all platforms: {k}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn platform_lists_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    gen(&input, "7");
+    let out = dir.path().join("o");
+    for (platform, needle) in [
+        ("pdd,pdd", "twice"),
+        ("pdd,nosuch", "nosuch"),
+        ("pdd,", "must be 1-64 characters"),
+    ] {
+        let o = kefu(&[
+            "run",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--platform",
+            platform,
+            "--date",
+            "2024-05-16",
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{platform}: {stderr}");
+        assert!(stderr.contains(needle), "{platform}: {stderr}");
+    }
+    let o = kefu(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--platform",
+        "pdd",
+        "--date",
+        "2024-05-16",
+        "--memory-budget",
+        "12 parsecs",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown unit"));
+}
