@@ -225,7 +225,6 @@ struct FileRows {
     df: DataFrame,
     unit: TimeUnit,
     tz_aware: bool,
-    row_numbers: Vec<u32>,
 }
 
 const OPTIONAL_STRINGS: &[&str] = &["msg_id", "agent_id", "peer_kind", "session_id"];
@@ -403,36 +402,42 @@ impl FilePlan {
     }
 
     /// Rows `offset..offset + len` of the file (in file order) that pass the
-    /// predicate, with canonical column names and their row numbers.
+    /// predicate, with canonical column names. The slice and the predicate
+    /// go into the scan, which skips row groups outside both.
     fn read(&self, offset: u64, len: u64) -> Result<FileRows> {
         let df = self
             .lf
             .clone()
-            // The slice goes first so that the scan skips other row groups;
-            // row numbers then count from `offset`.
             .slice(offset as i64, len.min(u32::MAX as u64) as IdxSize)
-            .with_row_index("__row", Some(offset.min(IdxSize::MAX as u64) as IdxSize))
             .filter(self.predicate.clone())
-            .select({
-                let mut e = vec![col("__row")];
-                e.extend(self.exprs.iter().cloned());
-                e
-            })
+            .select(self.exprs.clone())
             .collect()
             .map_err(|e| self.bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
-        let row_numbers: Vec<u32> = df
-            .column("__row")
-            .and_then(|c| c.cast(&DataType::UInt32))
-            .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
-            .map_err(|e| self.bad(format!("row index: {e}")))?;
-        let df = df.drop("__row").map_err(|e| self.bad(e.to_string()))?;
         Ok(FileRows {
             path: self.path.clone(),
             df,
             unit: self.unit,
             tz_aware: self.tz_aware,
-            row_numbers,
         })
+    }
+
+    /// The file row numbers of [`FilePlan::read`]'s rows, for naming bad
+    /// rows (a second, slower read: a row index stops the scan from
+    /// skipping row groups).
+    fn row_numbers(&self, offset: u64, len: u64) -> Result<Vec<u32>> {
+        let df = self
+            .lf
+            .clone()
+            .slice(offset as i64, len.min(u32::MAX as u64) as IdxSize)
+            .with_row_index("__row", Some(offset.min(IdxSize::MAX as u64) as IdxSize))
+            .filter(self.predicate.clone())
+            .select([col("__row")])
+            .collect()
+            .map_err(|e| self.bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
+        df.column("__row")
+            .and_then(|c| c.cast(&DataType::UInt32))
+            .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
+            .map_err(|e| self.bad(format!("row index: {e}")))
     }
 }
 
@@ -479,57 +484,8 @@ pub fn local_to_utc(tz: &Tz, local_ms: i64) -> Option<i64> {
 const TS_MIN_MS: i64 = -2_208_988_800_000;
 const TS_MAX_MS: i64 = 7_258_118_400_000;
 
-/// Strings to dense `u32` codes, in order of first use.
-struct Interner {
-    map: PlHashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl Interner {
-    fn new() -> Self {
-        Interner {
-            map: PlHashMap::new(),
-            names: Vec::new(),
-        }
-    }
-    fn with_empty() -> Self {
-        let mut i = Interner::new();
-        i.code("");
-        i
-    }
-    #[inline]
-    fn code(&mut self, s: &str) -> u32 {
-        if let Some(&c) = self.map.get(s) {
-            return c;
-        }
-        let c = self.names.len() as u32;
-        self.map.insert(s.to_string(), c);
-        self.names.push(s.to_string());
-        c
-    }
-}
-
-/// The string key columns the grouping steps need, in this order.
+/// The string key columns a bucket keeps, in this order.
 const KEY_COLUMNS: &[&str] = &["shop_id", "buyer_id", "msg_id", "agent_id", "session_id"];
-
-/// Calls `f` with the row indices of every group.
-fn for_each_group(groups: &GroupsType, mut f: impl FnMut(&[IdxSize])) {
-    match groups {
-        GroupsType::Idx(g) => {
-            for (_, all) in g.iter() {
-                f(all.as_slice());
-            }
-        }
-        GroupsType::Slice { groups, .. } => {
-            let mut buf = Vec::new();
-            for &[first, len] in groups.iter() {
-                buf.clear();
-                buf.extend(first..first + len);
-                f(&buf);
-            }
-        }
-    }
-}
 
 /// How a load uses memory. A day is read once; its kept rows are encoded
 /// compactly into *buckets*, contiguous ranges of `shop_id` (a shop is never
@@ -639,14 +595,10 @@ impl Loaded {
     /// (each holds its memory until dropped).
     pub fn buckets_at(&mut self, ks: std::ops::Range<usize>) -> Result<Vec<Messages>> {
         let segments: Vec<Vec<Vec<u8>>> = ks.map(|k| self.store.take(k)).collect::<Result<_>>()?;
-        let (first, last, sessions) = (self.first, self.last, self.has_session_column);
+        let sessions = self.has_session_column;
         let built: Vec<Result<(Messages, PlHashMap<i32, u64>)>> = segments
             .into_par_iter()
-            .map(|segs| {
-                let decoded = decode(&segs)?;
-                drop(segs);
-                build(decoded, first, last, sessions)
-            })
+            .map(|segs| build(&segs, sessions))
             .collect();
         let mut out = Vec::with_capacity(built.len());
         for b in built {
@@ -711,7 +663,8 @@ pub fn scan(
         while offset < rows.max(1) {
             let part = fp.read(offset, plan.chunk_rows)?;
             let read = part.df.height() as u64;
-            let kept = classify(part, settings, first, last, shard, &mut stats)?;
+            let numbers = || fp.row_numbers(offset, plan.chunk_rows);
+            let kept = classify(part, settings, first, last, shard, &mut stats, &numbers)?;
             if bounds.is_none() && !kept.ts.is_empty() {
                 let b = sample_bounds(&kept, read, total, plan.bucket_rows);
                 store = BucketStore::new(b.len() + 1, plan);
@@ -820,6 +773,7 @@ fn classify(
     last: i32,
     shard: Shard,
     stats: &mut LoadStats,
+    row_numbers: &dyn Fn() -> Result<Vec<u32>>,
 ) -> Result<Kept> {
     let tz = settings.timezone;
     let df = &part.df;
@@ -923,14 +877,24 @@ fn classify(
         })
         .collect();
 
-    let bad_row = |row: usize, reason: String, stats: &mut LoadStats| {
+    let mut numbers: Option<Vec<u32>> = None;
+    let mut bad_row = |row: usize, reason: String, stats: &mut LoadStats| -> Result<()> {
         stats.bad_rows += 1;
         stats.rows_read += 1;
         if stats.bad_examples.len() < 5 {
+            if numbers.is_none() {
+                numbers = Some(row_numbers()?);
+            }
+            let n = numbers
+                .as_ref()
+                .and_then(|v| v.get(row))
+                .copied()
+                .unwrap_or(u32::MAX);
             stats
                 .bad_examples
-                .push(format!("{shown}, row {}: {reason}", part.row_numbers[row]));
+                .push(format!("{shown}, row {n}: {reason}"));
         }
+        Ok(())
     };
     // Classify every row in parallel, then count in input order.
     enum Class {
@@ -979,14 +943,14 @@ fn classify(
     for (i, class) in classes.into_iter().enumerate() {
         match class {
             Class::Skip => {}
-            Class::Bad(why) => bad_row(i, why.to_string(), stats),
+            Class::Bad(why) => bad_row(i, why.to_string(), stats)?,
             Class::BadSender => {
                 let v = mapped_sender(sender_strings.get(i).unwrap_or_default());
                 bad_row(
                     i,
                     format!("sender `{v}` is not buyer, agent, bot or system"),
                     stats,
-                )
+                )?
             }
             Class::Keep(utc, d, t, sender) => {
                 stats.rows_read += 1;
@@ -1009,18 +973,35 @@ fn classify(
         .map(|name| {
             s(name)
                 .map(|c| {
-                    let mut c = if all_kept {
-                        c.clone()
+                    if all_kept {
+                        Ok(c.clone())
                     } else {
-                        c.filter(&mask)?
-                    };
-                    c.rechunk_mut();
-                    Ok::<_, PolarsError>(c)
+                        c.filter(&mask)
+                    }
                 })
                 .transpose()
                 .map_err(|e| Error::BadData(format!("input file {shown}: selecting rows: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
+    // The encoder walks the columns chunk by chunk: they must share a layout.
+    let layout = |c: &StringChunked| c.chunk_lengths().collect::<Vec<_>>();
+    let first_layout = keys[0].as_ref().map(layout);
+    let keys = if keys
+        .iter()
+        .flatten()
+        .all(|c| Some(layout(c)) == first_layout)
+    {
+        keys
+    } else {
+        keys.into_iter()
+            .map(|c| {
+                c.map(|mut c| {
+                    c.rechunk_mut();
+                    c
+                })
+            })
+            .collect()
+    };
     Ok(Kept {
         keys,
         ts: ts_v,
@@ -1047,27 +1028,38 @@ fn encode(kept: &Kept, bounds: &[String], store: &mut BucketStore) -> Result<()>
         return Ok(());
     }
     let k = bounds.len() + 1;
-    // One Arrow array per key column (classify rechunked them).
-    let arrays: Vec<Option<_>> = kept
+    // The key columns' Arrow arrays, chunk by chunk (classify made their
+    // layouts equal); tasks are pieces of chunks: (chunk, start, end, first row).
+    let chunks: Vec<Option<Vec<_>>> = kept
         .keys
         .iter()
-        .map(|c| c.as_ref().and_then(|c| c.downcast_iter().next()))
+        .map(|c| c.as_ref().map(|c| c.downcast_iter().collect::<Vec<_>>()))
         .collect();
-    let tasks: Vec<(usize, usize)> = (0..n)
-        .step_by(ENCODE_TASK_ROWS)
-        .map(|s| (s, (s + ENCODE_TASK_ROWS).min(n)))
-        .collect();
+    let lengths: Vec<usize> = match &kept.keys[0] {
+        Some(c) => c.chunk_lengths().collect(),
+        None => vec![n],
+    };
+    let mut tasks: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let mut row0 = 0;
+    for (c, &len) in lengths.iter().enumerate() {
+        for s in (0..len).step_by(ENCODE_TASK_ROWS) {
+            let e = (s + ENCODE_TASK_ROWS).min(len);
+            tasks.push((c, s, e, row0 + s));
+        }
+        row0 += len;
+    }
     let encoded: Vec<Vec<(Vec<u8>, u64)>> = tasks
         .par_iter()
-        .map(|&(s, e)| {
+        .map(|&(c, s, e, r0)| {
+            let arrays: Vec<Option<_>> = chunks.iter().map(|a| a.as_ref().map(|a| a[c])).collect();
             let mut out: Vec<(Vec<u8>, u64)> = (0..k).map(|_| (Vec::new(), 0)).collect();
             if k == 1 {
                 out[0].0.reserve((e - s) * 64);
             }
             let mut vals: [Option<&str>; 5] = [None; 5];
-            for i in s..e {
+            for (j, i) in (s..e).zip(r0..) {
                 for (v, a) in vals.iter_mut().zip(&arrays) {
-                    *v = a.and_then(|a| a.get(i));
+                    *v = a.and_then(|a| a.get(j));
                 }
                 let b = if k == 1 {
                     0
@@ -1202,236 +1194,23 @@ impl Drop for BucketStore {
     }
 }
 
-/// A bucket's rows, decoded, in input order.
-#[derive(Default)]
-struct Decoded {
-    keys: Option<DataFrame>,
-    ts: Vec<i64>,
-    day: Vec<i32>,
-    tod: Vec<i32>,
-    sender: Vec<Sender>,
-    flags: Vec<u8>,
-}
-
-fn decode(segments: &[Vec<u8>]) -> Result<Decoded> {
-    let corrupt = || Error::Io("a spill file is corrupt (was it changed while kefu ran?)".into());
-    let mut d = Decoded::default();
-    let mut builders: Vec<StringChunkedBuilder> = KEY_COLUMNS
-        .iter()
-        .map(|n| StringChunkedBuilder::new((*n).into(), 0))
-        .collect();
-    let rows: usize = segments.iter().map(|s| s.len() / 40).sum();
-    d.ts.reserve(rows);
-    d.day.reserve(rows);
-    d.tod.reserve(rows);
-    d.sender.reserve(rows);
-    d.flags.reserve(rows);
-    for bytes in segments {
-        let mut p = 0usize;
-        let take = |p: &mut usize, n: usize| -> Result<&[u8]> {
-            let s = bytes.get(*p..*p + n).ok_or_else(corrupt)?;
-            *p += n;
-            Ok(s)
-        };
-        while p < bytes.len() {
-            let fixed = take(&mut p, 19)?;
-            d.ts.push(i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes")));
-            d.day.push(i32::from_le_bytes(
-                fixed[8..12].try_into().expect("4 bytes"),
-            ));
-            d.tod.push(i32::from_le_bytes(
-                fixed[12..16].try_into().expect("4 bytes"),
-            ));
-            d.sender.push(match fixed[16] {
-                0 => Sender::Buyer,
-                1 => Sender::Agent,
-                2 => Sender::Bot,
-                3 => Sender::System,
-                _ => return Err(corrupt()),
-            });
-            d.flags.push(fixed[17]);
-            let nulls = fixed[18];
-            for (j, b) in builders.iter_mut().enumerate() {
-                if nulls & (1 << j) != 0 {
-                    b.append_null();
-                    continue;
-                }
-                let mut len = take(&mut p, 1)?[0] as usize;
-                if len == 0xFF {
-                    len =
-                        u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
-                }
-                let s = std::str::from_utf8(take(&mut p, len)?).map_err(|_| corrupt())?;
-                b.append_value(s);
-            }
-        }
-    }
-    let n = d.ts.len();
-    let cols = builders
-        .into_iter()
-        .map(|b| b.finish().into_column())
-        .collect();
-    d.keys =
-        Some(DataFrame::new(n, cols).map_err(|e| Error::Io(format!("decoding a bucket: {e}")))?);
-    Ok(d)
-}
-
-/// Turns a bucket's rows into the engine's table: de-duplication, the
-/// peer_kind filter, integer codes for threads, shops, agents and sessions,
-/// and the thread order. Also returns the rows kept per local day.
-///
-/// The string work is columnar: polars' (parallel) group-by finds the
-/// duplicate `msg_id`s and the threads, so no per-row hashing happens here.
+/// Turns a bucket's rows (encoded segments, in input order) into the
+/// engine's table, in one pass in input order: de-duplication (of the rows
+/// sharing shop_id, msg_id and local day, the first stays; null msg_ids are
+/// never duplicates), then the peer_kind filter, then integer codes for
+/// shops, threads (shop, buyer), agents ("" and null are 0) and sessions
+/// (null is [`NONE`]); then the thread order. Codes only order the work:
+/// every output is sorted by the strings. Also returns the rows kept per
+/// local day.
 fn build(
-    decoded: Decoded,
-    first: i32,
-    last: i32,
+    segments: &[Vec<u8>],
     has_session_column: bool,
 ) -> Result<(Messages, PlHashMap<i32, u64>)> {
-    let _ = (first, last);
+    let corrupt = || Error::Io("a spill file is corrupt (was it changed while kefu ran?)".into());
+    let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut stats = LoadStats::default();
-    let polars_err = |what: &str, e: PolarsError| Error::BadData(format!("input: {what}: {e}"));
-    let Decoded {
-        keys,
-        ts: ts_v,
-        day: day_v,
-        tod: tod_v,
-        sender: sender_v,
-        flags: mut flags_v,
-    } = decoded;
-    let consumer_v: Vec<bool> = flags_v.iter().map(|f| f & NON_CONSUMER == 0).collect();
-    for f in &mut flags_v {
-        *f &= !NON_CONSUMER;
-    }
-    let mut keys = match keys {
-        Some(k) => k,
-        None => DataFrame::new(
-            0,
-            KEY_COLUMNS
-                .iter()
-                .map(|n| Column::full_null((*n).into(), 0, &DataType::String))
-                .collect(),
-        )
-        .map_err(|e| polars_err("empty input", e))?,
-    };
-    let n = keys.height();
-    keys.with_column(Column::new("__day".into(), day_v.clone()))
-        .map_err(|e| polars_err("day column", e))?;
-
-    // De-duplication: of the rows sharing (shop_id, msg_id, local day), the
-    // first in input order stays. Null msg_ids are never duplicates.
-    let mut dropped = vec![false; n];
-    let msg_ids = keys
-        .column("msg_id")
-        .and_then(|c| c.str())
-        .map_err(|e| polars_err("msg_id", e))?
-        .clone();
-    if n > 0 && msg_ids.null_count() < n {
-        let gb = keys
-            .group_by(["shop_id", "msg_id", "__day"])
-            .map_err(|e| polars_err("de-duplication", e))?;
-        for_each_group(gb.get_groups(), |rows| {
-            if rows.len() < 2 || msg_ids.get(rows[0] as usize).is_none() {
-                return;
-            }
-            let keep = *rows.iter().min().expect("non-empty group");
-            for &r in rows {
-                if r != keep {
-                    dropped[r as usize] = true;
-                    stats.duplicates += 1;
-                }
-            }
-        });
-    }
-    // Then rows whose peer is not a consumer leave everything.
-    for i in 0..n {
-        if !dropped[i] && !consumer_v[i] {
-            dropped[i] = true;
-            stats.non_consumer += 1;
-        }
-    }
     let mut per_day: PlHashMap<i32, u64> = PlHashMap::new();
-    for (i, &d) in day_v.iter().enumerate() {
-        if !dropped[i] {
-            *per_day.entry(d).or_default() += 1;
-        }
-    }
 
-    // Threads: one group per (shop_id, buyer_id) among the rows left; a
-    // thread's code is its number, shops get codes from threads' first rows.
-    // Codes only order the work: every output is sorted by the strings.
-    // Group representatives are looked up one by one: no column of string
-    // slices is materialised.
-    let str_col = |name: &str| -> Result<&StringChunked> {
-        keys.column(name)
-            .and_then(|c| c.str())
-            .map_err(|e| polars_err(name, e))
-    };
-    let mut thread_of = vec![NONE; n];
-    let mut shop_of_thread = Vec::new();
-    let mut buyer_names = Vec::new();
-    let mut shops = Interner::new();
-    if n > 0 {
-        let shop_s = str_col("shop_id")?;
-        let buyer_s = str_col("buyer_id")?;
-        let gb = keys
-            .group_by(["shop_id", "buyer_id"])
-            .map_err(|e| polars_err("threads", e))?;
-        for_each_group(gb.get_groups(), |rows| {
-            let Some(&r0) = rows.iter().find(|&&r| !dropped[r as usize]) else {
-                return;
-            };
-            let t = shop_of_thread.len() as u32;
-            shop_of_thread.push(shops.code(shop_s.get(r0 as usize).expect("bad rows removed")));
-            buyer_names.push(
-                buyer_s
-                    .get(r0 as usize)
-                    .expect("bad rows removed")
-                    .to_string(),
-            );
-            for &r in rows {
-                thread_of[r as usize] = t;
-            }
-        });
-    }
-
-    // Agents ("" and null are code 0) and sessions (null is NONE).
-    let code_column = |name: &str, null_code: u32, interner: &mut Interner| -> Result<Vec<u32>> {
-        let values = str_col(name)?;
-        let mut codes = vec![null_code; n];
-        if n == 0 || values.null_count() == n {
-            return Ok(codes);
-        }
-        let gb = keys.group_by([name]).map_err(|e| polars_err(name, e))?;
-        for_each_group(gb.get_groups(), |rows| {
-            let Some(v) = values.get(rows[0] as usize) else {
-                return;
-            };
-            let code = interner.code(v);
-            for &r in rows {
-                codes[r as usize] = code;
-            }
-        });
-        Ok(codes)
-    };
-    let mut agents = Interner::with_empty();
-    let agent_v = code_column("agent_id", 0, &mut agents)?;
-    let mut sessions = Interner::new();
-    let session_v = if has_session_column {
-        code_column("session_id", NONE, &mut sessions)?
-    } else {
-        vec![NONE; n]
-    };
-    drop(keys);
-
-    // Thread order: thread, ts, buyer rows first, input order. The rows are
-    // sorted as whole records, which streams memory instead of gathering
-    // nine columns through a permutation.
-    if n >= 1 << 31 {
-        return Err(Error::BadData(format!(
-            "{n} rows in one load is more than kefu can order (2^31)"
-        )));
-    }
     #[derive(Clone, Copy)]
     struct Rec {
         thread: u32,
@@ -1444,51 +1223,173 @@ fn build(
         sender: Sender,
         flags: u8,
     }
-    let mut recs: Vec<Rec> = (0..n)
-        .into_par_iter()
-        .filter(|&i| !dropped[i])
-        .map(|i| Rec {
-            thread: thread_of[i],
-            tie: (u32::from(sender_v[i] != Sender::Buyer) << 31) | i as u32,
-            ts: ts_v[i],
-            day: day_v[i],
-            tod: tod_v[i],
-            agent: agent_v[i],
-            session: session_v[i],
-            sender: sender_v[i],
-            flags: flags_v[i],
-        })
-        .collect();
-    drop((
-        thread_of, ts_v, day_v, tod_v, agent_v, session_v, sender_v, flags_v, dropped,
-    ));
-    recs.par_sort_unstable_by_key(|r| (r.thread, r.ts, r.tie));
-    let n = recs.len();
-    let thread_s: Vec<u32> = recs.iter().map(|r| r.thread).collect();
+    let approx_rows: usize = segments.iter().map(|s| s.len() / 40).sum();
+    let mut recs: Vec<Rec> = Vec::with_capacity(approx_rows);
+    let mut shops: PlHashMap<&[u8], u32> = PlHashMap::new();
+    let mut shop_names: Vec<String> = Vec::new();
+    let mut threads_of: PlHashMap<(u32, &[u8]), u32> = PlHashMap::with_capacity(approx_rows / 4);
+    let mut shop_of_thread: Vec<u32> = Vec::new();
+    let mut buyer_names: Vec<String> = Vec::new();
+    let mut seen: PlHashSet<(u32, i32, &[u8])> = PlHashSet::with_capacity(approx_rows);
+    let mut agents: PlHashMap<&[u8], u32> = PlHashMap::new();
+    let mut agent_names: Vec<String> = vec![String::new()];
+    agents.insert(b"", 0);
+    let mut sessions: PlHashMap<&[u8], u32> = PlHashMap::new();
+    let mut input_order: u64 = 0;
 
-    let mut threads = Vec::new();
-    let mut start = 0usize;
-    for i in 1..=n {
-        if i == n || thread_s[i] != thread_s[start] {
-            threads.push((start as u32, i as u32));
-            start = i;
+    for bytes in segments {
+        let mut p = 0usize;
+        let take = |p: &mut usize, n: usize| -> Result<&[u8]> {
+            let s = bytes.get(*p..*p + n).ok_or_else(corrupt)?;
+            *p += n;
+            Ok(s)
+        };
+        while p < bytes.len() {
+            let fixed = take(&mut p, 19)?;
+            let ts = i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes"));
+            let day = i32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes"));
+            let tod = i32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes"));
+            let sender = match fixed[16] {
+                0 => Sender::Buyer,
+                1 => Sender::Agent,
+                2 => Sender::Bot,
+                3 => Sender::System,
+                _ => return Err(corrupt()),
+            };
+            let flags = fixed[17];
+            let nulls = fixed[18];
+            let mut keys: [Option<&[u8]>; 5] = [None; 5];
+            for (j, k) in keys.iter_mut().enumerate() {
+                if nulls & (1 << j) != 0 {
+                    continue;
+                }
+                let mut len = take(&mut p, 1)?[0] as usize;
+                if len == 0xFF {
+                    len =
+                        u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
+                }
+                *k = Some(take(&mut p, len)?);
+            }
+            let [Some(shop_b), Some(buyer_b), msg_b, agent_b, session_b] = keys else {
+                return Err(corrupt());
+            };
+            let order = input_order;
+            input_order += 1;
+            let shop = match shops.get(shop_b) {
+                Some(&c) => c,
+                None => {
+                    let c = shop_names.len() as u32;
+                    shops.insert(shop_b, c);
+                    shop_names.push(name(shop_b));
+                    c
+                }
+            };
+            if let Some(msg) = msg_b {
+                if !seen.insert((shop, day, msg)) {
+                    stats.duplicates += 1;
+                    continue;
+                }
+            }
+            // Then rows whose peer is not a consumer leave everything.
+            if flags & NON_CONSUMER != 0 {
+                stats.non_consumer += 1;
+                continue;
+            }
+            *per_day.entry(day).or_default() += 1;
+            let thread = *threads_of.entry((shop, buyer_b)).or_insert_with(|| {
+                shop_of_thread.push(shop);
+                buyer_names.push(name(buyer_b));
+                (buyer_names.len() - 1) as u32
+            });
+            let agent = match agent_b {
+                None => 0,
+                Some(a) => *agents.entry(a).or_insert_with(|| {
+                    agent_names.push(name(a));
+                    (agent_names.len() - 1) as u32
+                }),
+            };
+            let session = match session_b {
+                Some(s) if has_session_column => {
+                    let next = sessions.len() as u32;
+                    *sessions.entry(s).or_insert(next)
+                }
+                _ => NONE,
+            };
+            if order >= 1 << 31 {
+                return Err(Error::BadData(
+                    "more than 2^31 rows in one shop bucket: lower --memory-budget".to_string(),
+                ));
+            }
+            recs.push(Rec {
+                thread,
+                tie: (u32::from(sender != Sender::Buyer) << 31) | order as u32,
+                ts,
+                day,
+                tod,
+                agent,
+                session,
+                sender,
+                flags,
+            });
         }
     }
+    drop((shops, threads_of, seen, agents, sessions));
 
+    // Thread order: thread, ts, buyer rows first, input order. The rows are
+    // sorted as whole records.
+    // A counting sort by thread (codes are dense), then each thread's rows
+    // by (ts, tie).
+    let n = recs.len();
+    let mut starts = vec![0u32; buyer_names.len() + 1];
+    for r in &recs {
+        starts[r.thread as usize + 1] += 1;
+    }
+    for t in 1..starts.len() {
+        starts[t] += starts[t - 1];
+    }
+    let threads: Vec<(u32, u32)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
+    let mut sorted: Vec<Rec> = Vec::with_capacity(n);
+    {
+        let spare = &mut sorted.spare_capacity_mut()[..n];
+        let mut next = starts;
+        for r in &recs {
+            let at = &mut next[r.thread as usize];
+            spare[*at as usize].write(*r);
+            *at += 1;
+        }
+    }
+    // SAFETY: every slot 0..n was written once: the slots of thread t are
+    // starts[t]..starts[t + 1], and thread t has that many rows.
+    unsafe { sorted.set_len(n) };
+    drop(recs);
+    let mut recs = sorted;
+    {
+        let mut rest: &mut [Rec] = &mut recs;
+        let mut pieces: Vec<&mut [Rec]> = Vec::with_capacity(threads.len());
+        for &(s, e) in &threads {
+            let (piece, tail) = rest.split_at_mut((e - s) as usize);
+            pieces.push(piece);
+            rest = tail;
+        }
+        pieces
+            .par_iter_mut()
+            .with_min_len(256)
+            .for_each(|p| p.sort_unstable_by_key(|r| (r.ts, r.tie)));
+    }
     let m = Messages {
-        shop_names: shops.names,
+        shop_names,
         buyer_names,
-        agent_names: agents.names,
-        shop: thread_s
+        agent_names,
+        shop: recs
             .iter()
-            .map(|&t| shop_of_thread[t as usize])
+            .map(|r| shop_of_thread[r.thread as usize])
             .collect(),
-        buyer: thread_s,
+        buyer: recs.iter().map(|r| r.thread).collect(),
         ts: recs.iter().map(|r| r.ts).collect(),
         day: recs.iter().map(|r| r.day).collect(),
         tod: recs.iter().map(|r| r.tod).collect(),
         sender: recs.iter().map(|r| r.sender).collect(),
-        flags: recs.iter().map(|r| r.flags).collect(),
+        flags: recs.iter().map(|r| r.flags & !NON_CONSUMER).collect(),
         agent: recs.iter().map(|r| r.agent).collect(),
         session: recs.iter().map(|r| r.session).collect(),
         has_session_column,
