@@ -83,6 +83,9 @@ struct Shop {
 
 #[derive(Default)]
 struct Columns {
+    /// In every msg_id, so tables generated with different seeds can be
+    /// combined (e.g. as the parts of one large day) without duplicates.
+    seed: u64,
     shop: Vec<String>,
     buyer: Vec<String>,
     ts: Vec<i64>,
@@ -111,7 +114,7 @@ impl Columns {
         self.buyer.push(buyer.to_string());
         self.ts.push(r.ts);
         self.sender.push(r.sender);
-        self.msg_id.push(format!("m{n}"));
+        self.msg_id.push(format!("m{}-{n}", self.seed));
         self.agent.push(r.agent);
         self.auto.push(r.auto);
         self.assist.push(r.assist);
@@ -147,7 +150,10 @@ pub fn generate(cfg: &GenConfig) -> Result<DataFrame> {
     }
     let hour_total: f64 = HOUR_WEIGHTS.iter().sum();
     let per_day = cfg.rows / cfg.days as u64;
-    let mut cols = Columns::default();
+    let mut cols = Columns {
+        seed: cfg.seed,
+        ..Default::default()
+    };
     let mut dup_candidates: Vec<usize> = Vec::new();
 
     for day_k in 0..cfg.days {

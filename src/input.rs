@@ -243,7 +243,14 @@ struct FilePlan {
     has_session_column: bool,
 }
 
-fn plan_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> Result<FilePlan> {
+/// `utc` bounds a time-zone-aware (or epoch) `ts`, `local` a naive one, in
+/// milliseconds: `[lo, hi)`.
+fn plan_file(
+    path: &Path,
+    settings: &InputSettings,
+    utc: (i64, i64),
+    local: (i64, i64),
+) -> Result<FilePlan> {
     let shown = path.display().to_string();
     let bad = |msg: String| Error::BadData(format!("input file {shown}: {msg}"));
     let path_str = path
@@ -330,6 +337,7 @@ fn plan_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> R
             let (unit, tz) = (*unit, tz.clone());
             let per_ms = per_ms(unit);
             let bound = |ms: i64| lit(Scalar::new_datetime(ms.saturating_mul(per_ms), unit, tz.clone()));
+            let (lo_ms, hi_ms) = if tz.is_some() { utc } else { local };
             let predicate = ts.clone().is_null().or(ts.clone().gt_eq(bound(lo_ms)).and(ts.clone().lt(bound(hi_ms))));
             (unit, tz.is_some(), predicate, ts.clone().alias("ts"))
         }
@@ -343,6 +351,7 @@ fn plan_file(path: &Path, settings: &InputSettings, lo_ms: i64, hi_ms: i64) -> R
             };
             // Bounds in the stored unit (seconds round outwards).
             let stored_per_ms = per_ms(unit) as f64 / scale_to_unit as f64;
+            let (lo_ms, hi_ms) = utc;
             let lo = (lo_ms as f64 * stored_per_ms).floor() as i64;
             let hi = (hi_ms as f64 * stored_per_ms).ceil() as i64;
             let as_i64 = ts.clone().cast(DataType::Int64);
@@ -577,12 +586,27 @@ pub struct Loaded {
     first: i32,
     last: i32,
     per_day: PlHashMap<i32, u64>,
+    /// Rows kept by the read per loaded day (before de-duplication and the
+    /// peer filter), from the first day.
+    read_per_day: Vec<u64>,
 }
 
 impl Loaded {
     /// How many buckets there are (at least one; some may be empty).
     pub fn buckets(&self) -> usize {
         self.store.buckets()
+    }
+
+    /// Rows of `day` the read kept (before de-duplication and the peer
+    /// filter): zero on the first day means the day has no item whatever
+    /// the other days hold.
+    pub fn read_rows_on(&self, day: NaiveDate) -> u64 {
+        let k = day_number(day) - self.first;
+        usize::try_from(k)
+            .ok()
+            .and_then(|k| self.read_per_day.get(k))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Bucket `k`'s rows as the engine's table (its `stats` are the
@@ -632,14 +656,21 @@ pub fn scan(
 ) -> Result<Loaded> {
     let first = day_number(days.first);
     let last = day_number(days.last);
-    // A generous UTC window for the pushed-down predicate (local offsets lie
-    // within ±14 h, naive values are local); the exact day test comes after.
-    let lo_ms = first as i64 * MS_PER_DAY - 2 * MS_PER_DAY;
-    let hi_ms = (last as i64 + 1) * MS_PER_DAY + 2 * MS_PER_DAY;
+    // The pushed-down predicate keeps the days' instants with an hour to
+    // spare (naive values are local times; aware ones are compared in UTC);
+    // the exact local-day test comes after. Scans skip the row groups whose
+    // statistics lie outside.
+    let local = (first as i64 * MS_PER_DAY, (last as i64 + 1) * MS_PER_DAY);
+    let hour = 3_600_000;
+    let utc = (
+        local_to_utc(&settings.timezone, local.0).map_or(local.0 - 2 * MS_PER_DAY, |u| u - hour),
+        local_to_utc(&settings.timezone, local.1).map_or(local.1 + 2 * MS_PER_DAY, |u| u + hour),
+    );
+    let local = (local.0 - hour, local.1 + hour);
 
     let plans: Vec<FilePlan> = files
         .iter()
-        .map(|p| plan_file(p, settings, lo_ms, hi_ms))
+        .map(|p| plan_file(p, settings, utc, local))
         .collect::<Result<_>>()?;
     // With a session_id column in any file, rows without one (null, or from a
     // file lacking the column) are split by gaps among themselves (SPEC §2).
@@ -657,6 +688,7 @@ pub fn scan(
         files: plans.len(),
         ..Default::default()
     };
+    let mut read_per_day = vec![0u64; (last - first + 1).max(0) as usize];
     for (fp, &rows) in plans.iter().zip(&counts) {
         let before = stats.rows_read;
         let mut offset = 0;
@@ -665,6 +697,9 @@ pub fn scan(
             let read = part.df.height() as u64;
             let numbers = || fp.row_numbers(offset, plan.chunk_rows);
             let kept = classify(part, settings, first, last, shard, &mut stats, &numbers)?;
+            for &d in &kept.day {
+                read_per_day[(d - first) as usize] += 1;
+            }
             if bounds.is_none() && !kept.ts.is_empty() {
                 let b = sample_bounds(&kept, read, total, plan.bucket_rows);
                 store = BucketStore::new(b.len() + 1, plan);
@@ -706,6 +741,7 @@ pub fn scan(
         first,
         last,
         per_day: PlHashMap::new(),
+        read_per_day,
     })
 }
 

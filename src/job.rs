@@ -165,6 +165,7 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
             .map(|(c, _)| c)
             .collect();
         let summaries = daily(&who, day, progress)?;
+        backfill_windows(&who, day, progress)?;
         for (c, mut summary) in who.iter().zip(summaries) {
             let rolling = rolling(c, day, progress)?;
             summary.rolling_rows = rolling.len();
@@ -195,6 +196,47 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
         }
     }
     Ok(out)
+}
+
+/// Computes, for all of `cfgs` at once (one read per day), the window days
+/// of `day`'s rolling metrics that have no `shop_daily` partition yet;
+/// [`rolling`] then finds them committed.
+fn backfill_windows(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Result<()> {
+    let mut need: BTreeMap<NaiveDate, Vec<&RunConfig>> = BTreeMap::new();
+    for &c in cfgs {
+        let widest = metrics_for(c, day)
+            .iter()
+            .filter(|m| m.window_days > 1)
+            .map(|m| m.window_days)
+            .max()
+            .unwrap_or(0);
+        for back in 1..widest {
+            let d = day - chrono::Duration::days(back as i64);
+            let file = output::partition_dir(&c.output, "shop_daily", &c.platform, d)
+                .join(c.shard.data_file());
+            if !file.exists() {
+                need.entry(d).or_default().push(c);
+            }
+        }
+    }
+    for (d, who) in need.into_iter().rev() {
+        if who.len() < 2 {
+            continue; // rolling() computes it, as for a single platform
+        }
+        line(
+            progress,
+            &format!(
+                "  {day}: the windows need {d}, which has no shop_daily partition: computing it"
+            ),
+        );
+        match daily(&who, d, progress) {
+            Ok(_) => {}
+            // No input for that day at all: rolling() warns, it adds nothing.
+            Err(Error::NoInput(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// "platform " in a run of several platforms, else nothing.
@@ -382,10 +424,19 @@ fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Resul
         };
         let (mut t_b, mut t_c) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         let step = input::MemoryPlan::parallel_buckets();
+        // A day without rows has no item, whatever the next day holds:
+        // its tables are computed from no rows, without building buckets.
+        let empty_day = loaded.read_rows_on(day) == 0;
         let mut k = 0;
-        while k < loaded.buckets() {
+        let mut empty_done = false;
+        while (empty_day && !empty_done) || (!empty_day && k < loaded.buckets()) {
             let t = Instant::now();
-            let batch = loaded.buckets_at(k..(k + step).min(loaded.buckets()))?;
+            let batch = if empty_day {
+                empty_done = true;
+                vec![input::Messages::default()]
+            } else {
+                loaded.buckets_at(k..(k + step).min(loaded.buckets()))?
+            };
             k += batch.len();
             t_b += t.elapsed();
             let t = Instant::now();
@@ -456,8 +507,13 @@ fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Resul
             ),
         );
         let stats = loaded.stats.clone();
+        let read_on_next = loaded.read_rows_on(next);
         drop(loaded);
         let rows_on = |d: NaiveDate| {
+            if empty_day && d == next {
+                // Not de-duplicated: the next day's rows were not built.
+                return read_on_next;
+            }
             stats
                 .rows_per_day
                 .iter()
@@ -470,7 +526,8 @@ fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Resul
                 &format!("  warning: no messages on {day}: writing empty partitions"),
             );
         }
-        let provisional = rows_on(next) == 0;
+        // An empty day is final: later messages cannot give it items.
+        let provisional = rows_on(next) == 0 && !empty_day;
         if provisional {
             line(
                 progress,
