@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     // retouched pages cost as much as the work. Peak memory is unchanged.
     // SAFETY: called before any other thread exists; 15 is
     // `mi_option_purge_delay` in mimalloc v2 and v3 (-1: never purge).
-    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    // MIMALLOC_PURGE_DELAY in the environment still wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

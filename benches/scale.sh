@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Does kefu's throughput hold as a day grows? Times `kefu run` (Pinduoduo,
+# one day, --no-items, default --memory-budget) on 1M, 10M and 100M rows and
+# reports wall time, time per million rows and peak memory (GNU time).
+#
+#   benches/scale.sh              # 1M, 10M, 100M
+#   SIZES="1 10" benches/scale.sh # millions of rows to run
+#
+# Data: `kefu gen --days 2 --shops 4000 --start 2024-05-16`, shuffled, in
+# parts of at most 10M rows with seeds 1, 2, ... (msg_ids carry the seed, so
+# the parts are one table); kept in benches/data/scale/ while src/gen.rs is
+# unchanged. 100M rows need ~2 GB of input and ~7 GB free disk for spilling
+# (under the output folder).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/kefu-target}
+SIZES=${SIZES:-"1 10 100"}
+RUNS=${RUNS:-1}
+DATA=$ROOT/benches/data/scale
+OUT=${OUT:-$ROOT/benches/data/scale-out}
+log() { echo "scale: $*" >&2; }
+
+(cd "$ROOT" && cargo build --release -q)
+KEFU=$CARGO_TARGET_DIR/release/kefu
+[ -x /usr/bin/time ] || { echo "scale: needs GNU time (/usr/bin/time)" >&2; exit 2; }
+GEN_HASH=$(sha256sum "$ROOT/src/gen.rs" | cut -c1-16)
+
+part() { # millions seed -> path
+    local f=$DATA/rows${1}M-seed$2.parquet
+    if [[ ! -f $f || $(cat "$f.stamp" 2>/dev/null) != "$GEN_HASH" ]]; then
+        mkdir -p "$DATA"
+        log "generating $f"
+        "$KEFU" gen --output "$f.tmp" --rows $(( $1 * 1000000 )) --days 2 --shops 4000 \
+            --start 2024-05-16 --seed "$2" 2>/dev/null
+        mv "$f.tmp" "$f"
+        echo "$GEN_HASH" > "$f.stamp"
+    fi
+    echo "$f"
+}
+
+echo "| rows | files | wall s (median of $RUNS) | s per 1M rows | user s | sys s | peak RSS MiB |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
+for m in $SIZES; do
+    input=$DATA/day${m}M
+    rm -rf "$input"; mkdir -p "$input"
+    if (( m <= 10 )); then
+        ln -s "$(part "$m" 1)" "$input/part-01.parquet"
+    else
+        for (( s = 1; s <= m / 10; s++ )); do
+            ln -s "$(part 10 "$s")" "$input/part-$(printf %02d "$s").parquet"
+        done
+    fi
+    results=()
+    for (( r = 0; r < RUNS; r++ )); do
+        rm -rf "$OUT"
+        /usr/bin/time -f "%e %U %S %M" -o "$OUT.time" "$KEFU" run --input "$input" --output "$OUT" \
+            --platform pdd --date 2024-05-16 --no-items 2> "$OUT.log" \
+            || { tail -5 "$OUT.log" >&2; exit 1; }
+        results+=("$(cat "$OUT.time")")
+        log "${m}M run $((r + 1)): $(cat "$OUT.time") ($(grep -o 'read [0-9.]*s.*' "$OUT.log" | head -1))"
+    done
+    med=$(printf '%s\n' "${results[@]}" | sort -n | awk -v n=$RUNS 'NR == int((n + 1) / 2)')
+    read -r wall user sys rss <<<"$med"
+    files=$(ls "$input" | wc -l)
+    rows=$(grep -o '[0-9]* rows read' "$OUT.log" | tail -1 | cut -d' ' -f1)
+    awk -v r="$rows" -v f="$files" -v w="$wall" -v u="$user" -v s="$sys" -v k="$rss" \
+        'BEGIN { printf "| %d | %d | %.2f | %.3f | %.1f | %.1f | %d |\n", r, f, w, w / (r / 1e6), u, s, k / 1024 }'
+done
+rm -rf "$OUT" "$OUT.time" "$OUT.log"
