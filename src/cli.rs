@@ -31,7 +31,7 @@ pub enum Command {
     Rules(RulesArgs),
     /// Write a deterministic synthetic message table (for trying kefu, tests, benches).
     Gen(GenArgs),
-    /// Print a Spark SQL script computing shop_daily for the days (warehouse scale).
+    /// Print a Spark SQL script computing shop_daily and shop_rolling for the days (warehouse scale).
     Sql(SqlArgs),
 }
 
@@ -41,7 +41,7 @@ pub struct SqlArgs {
     /// Hive-partitioned directory, or a glob; a path or a URI (s3://, hdfs://).
     #[arg(long, value_name = "PATH")]
     pub input: String,
-    /// Output directory (path or URI); the script writes DIR/shop_daily/platform=P/dt=D/.
+    /// Output directory (path or URI); the script writes DIR/shop_daily/ and DIR/shop_rolling/ (platform=P/dt=D/).
     #[arg(long, value_name = "DIR")]
     pub output: String,
     /// The preset to use; also the platform= partition name (with --rules, any name of [a-z0-9_-]).

@@ -1,5 +1,6 @@
-//! Rules → one self-contained Spark SQL script computing `shop_daily`
-//! (SPEC §5) for a range of days: the warehouse-scale path of kefu.
+//! Rules → one self-contained Spark SQL script computing `shop_daily` and
+//! `shop_rolling` (SPEC §5) for a range of days: the warehouse-scale path of
+//! kefu.
 //!
 //! The script is generated from the validated [`RuleSet`]; nothing in it is
 //! written per metric by hand. It mirrors the native pipeline
@@ -20,12 +21,18 @@
 //!    `session_gap` in use.
 //! 5. `kefu_i<k>`: the items of metric version `k` on the days it is in
 //!    force; `kefu_d<k>`: their numerator and denominator per shop and day.
-//! 6. An `INSERT OVERWRITE` of the union into `<output>/shop_daily` with
-//!    dynamic partition overwrite (`platform=P/dt=D/`).
+//! 6. An `INSERT OVERWRITE` of the union (cached as `kefu_daily`) into
+//!    `<output>/shop_daily` with dynamic partition overwrite
+//!    (`platform=P/dt=D/`).
+//! 7. `shop_rolling`: for each run day, every version in force with
+//!    `window_days` > 1 sums its id's daily rows over the window. The daily
+//!    rows are computed from the first day of the widest window (as `kefu
+//!    run` computes the window days it lacks), so steps 1-6 cover those
+//!    days too; unlike `kefu run`, committed partitions of those days are
+//!    recomputed rather than reused.
 //!
-//! Limits of the Spark path (see README, "Running at warehouse scale"): only
-//! `shop_daily` is written (no `shop_rolling`, `agent_daily`, `items`,
-//! `alerts`); a day on which no metric has a row keeps its old partition
+//! Limits of the Spark path (see README, "Running at warehouse scale"): no
+//! `agent_daily`, `items` or `alerts`; a day on which no metric has a row keeps its old partition
 //! (dynamic overwrite replaces only the partitions that receive rows);
 //! `_metadata.row_index` needs Spark 3.5 or later; Parquet `TIMESTAMP(NANOS)`
 //! columns cannot be read by Spark; a directory input must be flat or
@@ -203,7 +210,22 @@ pub fn compile_with_columns(
     }
     let settings = &rules.input;
     let tz = lit(settings.timezone.name());
-    let (from_no, to_no) = (day_number(from), day_number(to));
+    let (run_from_no, to_no) = (day_number(from), day_number(to));
+    // shop_rolling sums the daily rows of each run day's window: the daily
+    // rows are computed from the first day of the widest window in force
+    // (as `kefu run` computes, and writes, the window days it lacks).
+    let rolling: Vec<(&Metric, (i32, i32))> = rules
+        .metrics
+        .iter()
+        .filter(|m| m.window_days > 1)
+        .filter_map(|m| days_of(m, run_from_no, to_no, rules_as_of).map(|d| (m, d)))
+        .collect();
+    let widest = rolling
+        .iter()
+        .map(|(m, _)| m.window_days)
+        .max()
+        .unwrap_or(1);
+    let from_no = run_from_no - (widest as i32 - 1);
     let mut s = String::new();
     let w = &mut s;
 
@@ -636,8 +658,54 @@ pub fn compile_with_columns(
         parts.join("\nUNION ALL\n")
     )
     .ok();
+    // Computed once, read by both tables.
+    writeln!(w, "UNCACHE TABLE IF EXISTS kefu_daily;\nDROP VIEW IF EXISTS kefu_daily;\nCACHE TABLE kefu_daily AS SELECT * FROM kefu_shop_daily_rows;\n").ok();
     writeln!(w, "CREATE TABLE IF NOT EXISTS {table} (shop_id STRING, metric STRING, numerator BIGINT, denominator BIGINT, value DOUBLE, rule_version STRING, platform STRING, dt STRING)\nUSING parquet PARTITIONED BY (platform, dt) LOCATION {};\n", lit(&location)).ok();
-    writeln!(w, "INSERT OVERWRITE TABLE {table} PARTITION (platform = {}, dt)\nSELECT shop_id, metric, numerator, denominator, value, rule_version, CAST(date_add(DATE'1970-01-01', day) AS STRING) AS dt\nFROM kefu_shop_daily_rows\nDISTRIBUTE BY dt SORT BY shop_id, metric;", lit(platform)).ok();
+    writeln!(w, "INSERT OVERWRITE TABLE {table} PARTITION (platform = {}, dt)\nSELECT shop_id, metric, numerator, denominator, value, rule_version, CAST(date_add(DATE'1970-01-01', day) AS STRING) AS dt\nFROM kefu_daily\nDISTRIBUTE BY dt SORT BY shop_id, metric;", lit(platform)).ok();
+
+    // ---- 7. shop_rolling: per run day, each metric version in force with
+    // window_days > 1 sums its id's daily rows over the window (whatever
+    // version each window day used); value, rule_version and window_days
+    // are those of the version in force on the day.
+    if !rolling.is_empty() {
+        let parts: Vec<String> = rolling
+            .iter()
+            .map(|(m, (a, b))| {
+                let value = match m.kind {
+                    Kind::Rate => "CAST(SUM(r.numerator) AS DOUBLE) / CAST(SUM(r.denominator) AS DOUBLE)",
+                    Kind::MeanLatency => "CAST(SUM(r.numerator) AS DOUBLE) / CAST(SUM(r.denominator) AS DOUBLE) / 1000.0",
+                };
+                format!(
+                    "SELECT r.shop_id, d.day, {id} AS metric, CAST(SUM(r.numerator) AS BIGINT) AS numerator,\n  CAST(SUM(r.denominator) AS BIGINT) AS denominator, {value} AS value,\n  {rv} AS rule_version, CAST({wd} AS INT) AS window_days\nFROM kefu_daily r JOIN (SELECT explode(sequence({a}, {b})) AS day) d\n  ON r.metric = {id} AND r.day BETWEEN d.day - {back} AND d.day\nGROUP BY r.shop_id, d.day\nHAVING SUM(r.denominator) > 0",
+                    id = lit(&m.id),
+                    rv = lit(&m.rule_version()),
+                    wd = m.window_days,
+                    back = m.window_days - 1,
+                )
+            })
+            .collect();
+        let location = format!("{}/shop_rolling", output.trim_end_matches('/'));
+        let hash: String = {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(location.as_bytes());
+            d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        };
+        let table = ident(&format!("kefu_shop_rolling_{hash}"));
+        writeln!(
+            w,
+            "\n-- §5 shop_rolling: the windows of the run's days, from the daily rows above."
+        )
+        .ok();
+        writeln!(
+            w,
+            "CREATE OR REPLACE TEMPORARY VIEW kefu_shop_rolling_rows AS\n{};\n",
+            parts.join("\nUNION ALL\n")
+        )
+        .ok();
+        writeln!(w, "CREATE TABLE IF NOT EXISTS {table} (shop_id STRING, metric STRING, numerator BIGINT, denominator BIGINT, value DOUBLE, rule_version STRING, window_days INT, platform STRING, dt STRING)\nUSING parquet PARTITIONED BY (platform, dt) LOCATION {};\n", lit(&location)).ok();
+        writeln!(w, "INSERT OVERWRITE TABLE {table} PARTITION (platform = {}, dt)\nSELECT shop_id, metric, numerator, denominator, value, rule_version, window_days, CAST(date_add(DATE'1970-01-01', day) AS STRING) AS dt\nFROM kefu_shop_rolling_rows\nDISTRIBUTE BY dt SORT BY shop_id, metric;", lit(platform)).ok();
+    }
+    writeln!(w, "\nUNCACHE TABLE IF EXISTS kefu_daily;").ok();
     Ok(s)
 }
 

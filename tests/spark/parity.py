@@ -1,10 +1,11 @@
-"""Parity of `kefu sql` on local Spark with `kefu run` (native): shop_daily.
+"""Parity of `kefu sql` on local Spark with `kefu run` (native): shop_daily
+and shop_rolling.
 
 Usage: parity.py CASES_FILE
 CASES_FILE lines: name<TAB>sql_file<TAB>native_out<TAB>spark_out<TAB>platform<TAB>dates(comma-separated)
 Runs every script in one local Spark session, then compares the shop_daily
-rows (shop_id, metric, numerator, denominator, rule_version; value to 1e-12)
-per dt. Exit 1 on any difference.
+and shop_rolling rows (shop_id, metric, numerator, denominator, rule_version,
+window_days; value to 1e-12) per dt of the run. Exit 1 on any difference.
 """
 import glob
 import os
@@ -15,7 +16,10 @@ import time
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-KEY = ("shop_id", "metric", "numerator", "denominator", "rule_version")
+KEYS = {
+    "shop_daily": ("shop_id", "metric", "numerator", "denominator", "rule_version"),
+    "shop_rolling": ("shop_id", "metric", "numerator", "denominator", "rule_version", "window_days"),
+}
 
 
 def statements(text):
@@ -26,9 +30,9 @@ def statements(text):
             yield body
 
 
-def rows(root, platform, dt):
+def rows(root, table, platform, dt):
     out = []
-    d = os.path.join(root, "shop_daily", f"platform={platform}", f"dt={dt}")
+    d = os.path.join(root, table, f"platform={platform}", f"dt={dt}")
     for f in sorted(glob.glob(os.path.join(d, "*.parquet"))):
         t = pq.read_table(f).to_pylist()
         out.extend(t)
@@ -52,13 +56,18 @@ def main():
         for st in statements(open(sql_file).read()):
             spark.sql(st).collect()
         total = 0
+        rolling = 0
         bad = []
-        for dt in dates.split(","):
-            a = rows(native_out, platform, dt)
-            b = rows(spark_out, platform, dt)
+        for table, dt in [(t, d) for t in KEYS for d in dates.split(",")]:
+            key = KEYS[table]
+            a = rows(native_out, table, platform, dt)
+            b = rows(spark_out, table, platform, dt)
             total += len(a)
-            ka = {tuple(r[k] for k in KEY): r["value"] for r in a}
-            kb = {tuple(r[k] for k in KEY): r["value"] for r in b}
+            if table == "shop_rolling":
+                rolling += len(a)
+            dt = f"{table} {dt}"
+            ka = {tuple(r[k] for k in key): r["value"] for r in a}
+            kb = {tuple(r[k] for k in key): r["value"] for r in b}
             if len(ka) != len(a) or len(kb) != len(b):
                 bad.append(f"  {dt}: duplicate rows (native {len(a)}/{len(ka)}, spark {len(b)}/{len(kb)})")
             for k in sorted(set(ka) - set(kb)):
@@ -77,7 +86,7 @@ def main():
             if len(bad) > 40:
                 print(f"  ... and {len(bad) - 40} more")
         else:
-            print(f"ok   {name}: {total} rows equal over {len(dates.split(','))} day(s) ({took:.1f}s)")
+            print(f"ok   {name}: {total} rows equal ({rolling} rolling) over {len(dates.split(','))} day(s) ({took:.1f}s)")
         sys.stdout.flush()
     spark.stop()
     cases = sum(1 for line in open(sys.argv[1])) if len(sys.argv) > 1 else None

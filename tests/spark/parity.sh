@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Parity lane for the Spark path: `kefu sql` on local Spark (pyspark, local[2])
-# against `kefu run` (native), shop_daily compared row by row, for all six
+# against `kefu run` (native), shop_daily and shop_rolling compared row by row, for all six
 # platforms on synthetic data (the Taobao 2026-03-16 and Pinduoduo 2023-04-27
 # version switches) and on the real TWCS sample (America/New_York,
 # --rules-as-of 2026-06-01). Exit 1 on any difference.
