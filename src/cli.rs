@@ -200,6 +200,15 @@ pub struct RunArgs {
     /// Do not write the items (per-item detail) table.
     #[arg(long)]
     pub no_items: bool,
+    /// `native` (default) computes here; `spark` submits the Spark SQL of
+    /// `kefu sql` (shop_daily and shop_rolling) to --spark-remote through Spark
+    /// Connect (needs a kefu built with `--features spark-connect`).
+    #[arg(long, value_enum, default_value_t = Engine::Native)]
+    pub engine: Engine,
+    /// The Spark Connect server for --engine spark, e.g. sc://spark-host:15002
+    /// (default: the SPARK_REMOTE environment variable).
+    #[arg(long, value_name = "URL")]
+    pub spark_remote: Option<String>,
     /// Compute only the shops of shard I of N (a stable hash of shop_id), writing
     /// part-I-of-N files: N runs, on any machines, together write what one would.
     #[arg(long, value_name = "I/N", value_parser = kefu::shard::Shard::parse)]
@@ -282,9 +291,64 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
     Ok((num * mult as f64) as u64)
 }
 
+/// Where `kefu run` computes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Native,
+    Spark,
+}
+
 impl RunArgs {
+    /// For `--engine spark`: the Spark Connect URL and one Spark job per
+    /// platform (flags that only the native engine has are refused).
+    pub fn resolve_spark(&self) -> Result<(String, Vec<kefu::spark::SparkJob>)> {
+        let remote = self
+            .spark_remote
+            .clone()
+            .or_else(|| std::env::var("SPARK_REMOTE").ok())
+            .ok_or_else(|| {
+                Error::Usage(
+                    "--engine spark needs --spark-remote sc://HOST:PORT (or SPARK_REMOTE)".into(),
+                )
+            })?;
+        kefu::spark_connect::host_port(&remote)?;
+        for (given, flag) in [
+            (self.threads.is_some(), "--threads"),
+            (self.shard.is_some(), "--shard"),
+        ] {
+            if given {
+                return Err(Error::Usage(format!(
+                    "{flag} applies to the native engine only (Spark sizes its own work)"
+                )));
+            }
+        }
+        let jobs = self
+            .resolve()?
+            .into_iter()
+            .map(|c| {
+                let mut rules = c.rules;
+                if self.strict {
+                    rules.input.max_bad_row_share = 0.0;
+                }
+                Ok(kefu::spark::SparkJob {
+                    rules,
+                    platform: c.platform,
+                    from: c.from,
+                    to: c.to,
+                    rules_as_of: c.rules_as_of,
+                    input: absolute_local(&self.input)?,
+                    output: absolute_local(&self.output.display().to_string())?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((remote, jobs))
+    }
+
     /// One configuration per platform of `--platform`.
     pub fn resolve(&self) -> Result<Vec<RunConfig>> {
+        if self.spark_remote.is_some() && self.engine != Engine::Spark {
+            return Err(Error::Usage("--spark-remote is for --engine spark".into()));
+        }
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }

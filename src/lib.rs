@@ -14,5 +14,6 @@ pub mod output;
 pub mod rules;
 pub mod shard;
 pub mod spark;
+pub mod spark_connect;
 
 pub use error::{Error, Result};

@@ -76,6 +76,25 @@ fn run(cli: Cli) -> kefu::Result<()> {
             eprintln!("kefu: wrote {rows} rows to {}", args.output.display());
             Ok(())
         }
+        Command::Run(args) if args.engine == cli::Engine::Spark => {
+            let (remote, jobs) = args.resolve_spark()?;
+            let started = std::time::Instant::now();
+            for job in &jobs {
+                let script = kefu::spark::script(job)?;
+                eprintln!(
+                    "kefu: {}: submitting {} .. {} to {remote}",
+                    job.platform, job.from, job.to
+                );
+                kefu::spark_connect::submit(&remote, &script, &mut |l| eprintln!("kefu: {l}"))?;
+            }
+            eprintln!(
+                "kefu: done: {} platform(s) on Spark, output in {}, {:.2}s",
+                jobs.len(),
+                args.output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Run(args) => {
             let cfgs = args.resolve()?;
             if let Some(n) = args.threads {

@@ -473,3 +473,68 @@ fn rules_diff_shows_changed_fields() {
     let o = kefu(&["rules", "diff", "jd", "jd"]);
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("no differences"));
 }
+
+#[test]
+fn engine_spark_flags_are_checked_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    write_messages(
+        &input,
+        &[
+            buyer(&format!("{DAY} 10:00:00")),
+            agent(&format!("{DAY} 10:00:20")),
+        ],
+        Columns::default(),
+    );
+    let out = dir.path().join("out");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    for (extra, code, needle) in [
+        (vec!["--engine", "spark"], 2, "needs --spark-remote"),
+        (
+            vec!["--engine", "spark", "--spark-remote", "spark:15002"],
+            2,
+            "expected sc://",
+        ),
+        (
+            vec![
+                "--engine",
+                "spark",
+                "--spark-remote",
+                "sc://h:1",
+                "--shard",
+                "0/2",
+            ],
+            2,
+            "--shard applies to the native engine only",
+        ),
+        (
+            vec!["--spark-remote", "sc://h:1"],
+            2,
+            "--spark-remote is for --engine spark",
+        ),
+    ] {
+        let r = kefu(&run_args(i, o, &extra));
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(code), "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+    // A reachable-looking URL: without the feature, how to build it; with
+    // it, nothing answers on port 1 (exit 75, worth retrying).
+    let r = kefu(&run_args(
+        i,
+        o,
+        &["--engine", "spark", "--spark-remote", "sc://127.0.0.1:1"],
+    ));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    if cfg!(feature = "spark-connect") {
+        assert_eq!(r.status.code(), Some(75), "{stderr}");
+        assert!(stderr.contains("nothing answers"), "{stderr}");
+    } else {
+        assert_eq!(r.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--features spark-connect"), "{stderr}");
+    }
+    assert!(
+        !out.exists(),
+        "nothing is written when the engine cannot run"
+    );
+}

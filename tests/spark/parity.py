@@ -3,6 +3,7 @@ and shop_rolling.
 
 Usage: parity.py CASES_FILE
 CASES_FILE lines: name<TAB>sql_file<TAB>native_out<TAB>spark_out<TAB>platform<TAB>dates(comma-separated)
+(sql_file `-`: the Spark output is already written, e.g. by `kefu run --engine spark`)
 Runs every script in one local Spark session, then compares the shop_daily
 and shop_rolling rows (shop_id, metric, numerator, denominator, rule_version,
 window_days; value to 1e-12) per dt of the run. Exit 1 on any difference.
@@ -41,20 +42,23 @@ def rows(root, table, platform, dt):
 
 def main():
     cases = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("kefu-parity")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", "2g")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = None
+    if any(c[1] != "-" for c in cases):
+        spark = (
+            SparkSession.builder.master("local[2]")
+            .appName("kefu-parity")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.driver.memory", "2g")
+            .getOrCreate()
+        )
+        spark.sparkContext.setLogLevel("ERROR")
     failures = 0
     for name, sql_file, native_out, spark_out, platform, dates in cases:
         started = time.time()
-        for st in statements(open(sql_file).read()):
-            spark.sql(st).collect()
+        if sql_file != "-":
+            for st in statements(open(sql_file).read()):
+                spark.sql(st).collect()
         total = 0
         rolling = 0
         bad = []
@@ -88,7 +92,8 @@ def main():
         else:
             print(f"ok   {name}: {total} rows equal ({rolling} rolling) over {len(dates.split(','))} day(s) ({took:.1f}s)")
         sys.stdout.flush()
-    spark.stop()
+    if spark is not None:
+        spark.stop()
     cases = sum(1 for line in open(sys.argv[1])) if len(sys.argv) > 1 else None
     if cases is not None:
         print(f"parity: {cases - failures} passed, {failures} failed")
