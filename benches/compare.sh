@@ -132,6 +132,10 @@ DUCK_OUT=$WORK/duckdb_shop_daily.parquet
 KEFU_CMD=("$KEFU_BIN" run --input "$DATA" --output "$KEFU_OUT" --platform "$PLATFORM"
           --date "$DAY" --no-items)
 DUCK_CMD=("$PY" "$BENCH/duckdb/run_duckdb.py" --input "$DATA" --day "$DAY" --output "$DUCK_OUT")
+# All six platforms' presets in one kefu run (the read and the threads are
+# shared; the rolling windows of four platforms back-fill their window days).
+KEFU_ALL_CMD=("$KEFU_BIN" run --input "$DATA" --output "$KEFU_OUT" --platform all
+              --date "$DAY" --no-items)
 
 # timed NAME I: one run of job NAME (kefu or duckdb) under /usr/bin/time,
 # from an empty output. Wall s, max RSS KB, user s and system s go to
@@ -139,7 +143,11 @@ DUCK_CMD=("$PY" "$BENCH/duckdb/run_duckdb.py" --input "$DATA" --day "$DAY" --out
 timed() {
     local name=$1 i=$2
     local -a cmd
-    if [[ $name == kefu ]]; then cmd=("${KEFU_CMD[@]}"); else cmd=("${DUCK_CMD[@]}"); fi
+    case $name in
+        kefu) cmd=("${KEFU_CMD[@]}") ;;
+        kefuall) cmd=("${KEFU_ALL_CMD[@]}") ;;
+        *) cmd=("${DUCK_CMD[@]}") ;;
+    esac
     rm -rf "$KEFU_OUT" "$DUCK_OUT"
     if ! "$TIME" -f '%e %M %U %S' -o "$WORK/$name.$i.time" "${cmd[@]}" \
             >"$WORK/$name.$i.log" 2>&1; then
@@ -206,6 +214,14 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 "$PY" "$BENCH/duckdb/check_equal.py" "$WORK/kefu_shop_daily.parquet" "$DUCK_OUT" >&2 ||
     die "kefu and DuckDB disagree on the last timed run"
 
+# All six platforms in one kefu run, after the pairs (not counted in the
+# other-processes share above).
+log "timing: $RUNS runs of kefu with all six platforms"
+for i in $(seq 1 "$RUNS"); do
+    timed kefuall "$i"
+    printf '  run %d: kefu --platform all %6.2f s\n' "$i" "$(cut -d' ' -f1 "$WORK/kefuall.$i.time")" >&2
+done
+
 # --------------------------------------------------------- 4. summary
 # column C (1 = wall s, 2 = max RSS KB, 3 = user s, 4 = sys s) of job NAME's runs
 col() { for i in $(seq 1 "$RUNS"); do cut -d' ' -f"$2" "$WORK/$1.$i.time"; done; }
@@ -220,6 +236,9 @@ K_RSS=$(( $(col kefu 2 | maxof) / 1024 ));  D_RSS=$(( $(col duckdb 2 | maxof) / 
 cpu() { paste -d' ' <(col "$1" 3) <(col "$1" 4) | awk '{print $1 + $2}'; }
 K_CPU=$(cpu kefu | median);     D_CPU=$(cpu duckdb | median)
 RATIO=$(awk -v k="$K_MED" -v d="$D_MED" 'BEGIN {printf "%.2f", d / k}')
+A_MED=$(col kefuall 1 | median); A_MIN=$(col kefuall 1 | minof); A_MAX=$(col kefuall 1 | maxof)
+A_RSS=$(( $(col kefuall 2 | maxof) / 1024 ))
+A_RATIO=$(awk -v k="$K_MED" -v a="$A_MED" 'BEGIN {printf "%.2f", a / k}')
 # Share of the machine's CPU used by other processes during the timed runs:
 # all busy ticks minus our jobs' user+system time, over wall time x cores.
 OURS=$( { cpu kefu; cpu duckdb; } | awk '{s += $1} END {print s}')
@@ -240,5 +259,5 @@ cat <<EOF
 - Numbers: identical (every shop, metric, numerator and denominator), checked before timing and again after.
 - $RUNS runs each, alternating; $NPROC cores ($CPU_MODEL), $MEM_TOTAL; $KEFU_VERSION, $RUSTC.
 - Machine load: other processes used about ${OTHER_PCT}% of the CPU during the timed runs (load average ${LOAD_BEFORE} before, ${LOAD_AFTER} after).
-- All six platforms' presets in one run: not timed, kefu computes one \`--platform\` per run.
+- All six platforms' presets in one run (\`kefu run --platform all --no-items\`, timed after the pairs): median ${A_MED} s (${A_MIN} - ${A_MAX} s), peak ${A_RSS} MiB: **${A_RATIO}x** the single-platform median.
 EOF
