@@ -1260,19 +1260,24 @@ fn build(
         flags: u8,
     }
     let approx_rows: usize = segments.iter().map(|s| s.len() / 40).sum();
-    let mut recs: Vec<Rec> = Vec::with_capacity(approx_rows);
+
+    // 1. Parse the rows, in input order, coding shops.
+    struct Parsed<'a> {
+        ts: i64,
+        day: i32,
+        tod: i32,
+        sender: Sender,
+        flags: u8,
+        shop: u32,
+        buyer: &'a [u8],
+        msg: Option<&'a [u8]>,
+        agent: Option<&'a [u8]>,
+        session: Option<&'a [u8]>,
+    }
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(approx_rows);
     let mut shops: PlHashMap<&[u8], u32> = PlHashMap::new();
     let mut shop_names: Vec<String> = Vec::new();
-    let mut threads_of: PlHashMap<(u32, &[u8]), u32> = PlHashMap::with_capacity(approx_rows / 4);
-    let mut shop_of_thread: Vec<u32> = Vec::new();
-    let mut buyer_names: Vec<String> = Vec::new();
-    let mut seen: PlHashSet<(u32, i32, &[u8])> = PlHashSet::with_capacity(approx_rows);
-    let mut agents: PlHashMap<&[u8], u32> = PlHashMap::new();
-    let mut agent_names: Vec<String> = vec![String::new()];
-    agents.insert(b"", 0);
-    let mut sessions: PlHashMap<&[u8], u32> = PlHashMap::new();
-    let mut input_order: u64 = 0;
-
+    let mut shop_rows: Vec<u32> = Vec::new();
     for bytes in segments {
         let mut p = 0usize;
         let take = |p: &mut usize, n: usize| -> Result<&[u8]> {
@@ -1282,9 +1287,6 @@ fn build(
         };
         while p < bytes.len() {
             let fixed = take(&mut p, 19)?;
-            let ts = i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes"));
-            let day = i32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes"));
-            let tod = i32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes"));
             let sender = match fixed[16] {
                 0 => Sender::Buyer,
                 1 => Sender::Agent,
@@ -1292,7 +1294,6 @@ fn build(
                 3 => Sender::System,
                 _ => return Err(corrupt()),
             };
-            let flags = fixed[17];
             let nulls = fixed[18];
             let mut keys: [Option<&[u8]>; 5] = [None; 5];
             for (j, k) in keys.iter_mut().enumerate() {
@@ -1306,70 +1307,120 @@ fn build(
                 }
                 *k = Some(take(&mut p, len)?);
             }
-            let [Some(shop_b), Some(buyer_b), msg_b, agent_b, session_b] = keys else {
+            let [Some(shop_b), Some(buyer), msg, agent, session] = keys else {
                 return Err(corrupt());
             };
-            let order = input_order;
-            input_order += 1;
             let shop = match shops.get(shop_b) {
                 Some(&c) => c,
                 None => {
                     let c = shop_names.len() as u32;
                     shops.insert(shop_b, c);
                     shop_names.push(name(shop_b));
+                    shop_rows.push(0);
                     c
                 }
             };
-            if let Some(msg) = msg_b {
-                if !seen.insert((shop, day, msg)) {
+            shop_rows[shop as usize] += 1;
+            parsed.push(Parsed {
+                ts: i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes")),
+                day: i32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes")),
+                tod: i32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes")),
+                sender,
+                flags: fixed[17],
+                shop,
+                buyer,
+                msg,
+                agent,
+                session,
+            });
+        }
+    }
+    drop(shops);
+    if parsed.len() >= 1 << 31 {
+        return Err(Error::BadData(
+            "more than 2^31 rows in one shop bucket: lower --memory-budget".to_string(),
+        ));
+    }
+    // 2. The rows of each shop, in input order (a stable counting sort), so
+    // that the per-shop hash maps below stay small and in cache.
+    let mut by_shop: Vec<u32> = vec![0; parsed.len()];
+    {
+        let mut next: Vec<u32> = Vec::with_capacity(shop_rows.len());
+        let mut acc = 0u32;
+        for &n in &shop_rows {
+            next.push(acc);
+            acc += n;
+        }
+        for (i, r) in parsed.iter().enumerate() {
+            let at = &mut next[r.shop as usize];
+            by_shop[*at as usize] = i as u32;
+            *at += 1;
+        }
+    }
+
+    // 3. Per shop, in input order: de-duplication, the peer filter, threads.
+    let mut recs: Vec<Rec> = Vec::with_capacity(parsed.len());
+    let mut shop_of_thread: Vec<u32> = Vec::new();
+    let mut buyer_names: Vec<String> = Vec::new();
+    let mut agents: PlHashMap<&[u8], u32> = PlHashMap::new();
+    let mut agent_names: Vec<String> = vec![String::new()];
+    agents.insert(b"", 0);
+    let mut sessions: PlHashMap<&[u8], u32> = PlHashMap::new();
+    let mut seen: PlHashSet<(i32, &[u8])> = PlHashSet::new();
+    let mut threads_of: PlHashMap<&[u8], u32> = PlHashMap::new();
+    let mut start = 0usize;
+    for &n in &shop_rows {
+        let rows = &by_shop[start..start + n as usize];
+        start += n as usize;
+        seen.clear();
+        threads_of.clear();
+        for &i in rows {
+            let r = &parsed[i as usize];
+            if let Some(msg) = r.msg {
+                if !seen.insert((r.day, msg)) {
                     stats.duplicates += 1;
                     continue;
                 }
             }
             // Then rows whose peer is not a consumer leave everything.
-            if flags & NON_CONSUMER != 0 {
+            if r.flags & NON_CONSUMER != 0 {
                 stats.non_consumer += 1;
                 continue;
             }
-            *per_day.entry(day).or_default() += 1;
-            let thread = *threads_of.entry((shop, buyer_b)).or_insert_with(|| {
-                shop_of_thread.push(shop);
-                buyer_names.push(name(buyer_b));
+            *per_day.entry(r.day).or_default() += 1;
+            let thread = *threads_of.entry(r.buyer).or_insert_with(|| {
+                shop_of_thread.push(r.shop);
+                buyer_names.push(name(r.buyer));
                 (buyer_names.len() - 1) as u32
             });
-            let agent = match agent_b {
+            let agent = match r.agent {
                 None => 0,
                 Some(a) => *agents.entry(a).or_insert_with(|| {
                     agent_names.push(name(a));
                     (agent_names.len() - 1) as u32
                 }),
             };
-            let session = match session_b {
+            let session = match r.session {
                 Some(s) if has_session_column => {
                     let next = sessions.len() as u32;
                     *sessions.entry(s).or_insert(next)
                 }
                 _ => NONE,
             };
-            if order >= 1 << 31 {
-                return Err(Error::BadData(
-                    "more than 2^31 rows in one shop bucket: lower --memory-budget".to_string(),
-                ));
-            }
             recs.push(Rec {
                 thread,
-                tie: (u32::from(sender != Sender::Buyer) << 31) | order as u32,
-                ts,
-                day,
-                tod,
+                tie: (u32::from(r.sender != Sender::Buyer) << 31) | i,
+                ts: r.ts,
+                day: r.day,
+                tod: r.tod,
                 agent,
                 session,
-                sender,
-                flags,
+                sender: r.sender,
+                flags: r.flags,
             });
         }
     }
-    drop((shops, threads_of, seen, agents, sessions));
+    drop((threads_of, seen, agents, sessions, by_shop, parsed));
 
     // Thread order: thread, ts, buyer rows first, input order. The rows are
     // sorted as whole records.
