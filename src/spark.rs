@@ -139,6 +139,21 @@ pub fn compile(
     compile_with_columns(rules, platform, from, to, rules_as_of, input, output, None)
 }
 
+/// The location of output `table` and the Spark table name for it: named
+/// after the location, so that an existing table of that name (a shared
+/// metastore, an earlier run) is this very table.
+fn output_table(output: &str, table: &str) -> (String, String) {
+    use sha2::Digest;
+    let location = format!("{}/{table}", output.trim_end_matches('/'));
+    let hash: String = sha2::Sha256::digest(location.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = ident(&format!("kefu_{table}_{hash}"));
+    (location, name)
+}
+
 /// A SQL string literal.
 fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -640,13 +655,7 @@ pub fn compile_with_columns(
     // The table is named after its location, so that an existing table of
     // that name (a shared metastore, an earlier run) is this very table:
     // created once, never dropped.
-    let location = format!("{}/shop_daily", output.trim_end_matches('/'));
-    let hash: String = {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(location.as_bytes());
-        d.iter().take(6).map(|b| format!("{b:02x}")).collect()
-    };
-    let table = ident(&format!("kefu_shop_daily_{hash}"));
+    let (location, table) = output_table(output, "shop_daily");
     writeln!(
         w,
         "-- §5 shop_daily: rows of the days computed replace their partitions (dynamic overwrite)."
@@ -684,13 +693,7 @@ pub fn compile_with_columns(
                 )
             })
             .collect();
-        let location = format!("{}/shop_rolling", output.trim_end_matches('/'));
-        let hash: String = {
-            use sha2::Digest;
-            let d = sha2::Sha256::digest(location.as_bytes());
-            d.iter().take(6).map(|b| format!("{b:02x}")).collect()
-        };
-        let table = ident(&format!("kefu_shop_rolling_{hash}"));
+        let (location, table) = output_table(output, "shop_rolling");
         writeln!(
             w,
             "\n-- §5 shop_rolling: the windows of the run's days, from the daily rows above."
