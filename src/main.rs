@@ -138,7 +138,10 @@ fn run(cli: Cli) -> kefu::Result<()> {
             let platforms = cfgs.len();
             eprintln!(
                 "kefu: done: {} day(s){}, {rows} rows read, {bad} bad, output in {}, {:.2}s",
-                days.len() / platforms.max(1),
+                days.iter()
+                    .map(|d| d.day)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
                 if platforms > 1 {
                     format!(" x {platforms} platforms")
                 } else {
