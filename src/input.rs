@@ -493,9 +493,6 @@ pub fn local_to_utc(tz: &Tz, local_ms: i64) -> Option<i64> {
 const TS_MIN_MS: i64 = -2_208_988_800_000;
 const TS_MAX_MS: i64 = 7_258_118_400_000;
 
-/// The string key columns a bucket keeps, in this order.
-const KEY_COLUMNS: &[&str] = &["shop_id", "buyer_id", "msg_id", "agent_id", "session_id"];
-
 /// How a load uses memory. A day is read once; its kept rows are encoded
 /// compactly into *buckets*, contiguous ranges of `shop_id` (a shop is never
 /// split), which wait in memory or, past [`MemoryPlan::spill_bytes`], in
@@ -622,7 +619,7 @@ impl Loaded {
         let sessions = self.has_session_column;
         let built: Vec<Result<(Messages, PlHashMap<i32, u64>)>> = segments
             .into_par_iter()
-            .map(|segs| build(&segs, sessions))
+            .map(|segs| build(segs, sessions))
             .collect();
         let mut out = Vec::with_capacity(built.len());
         for b in built {
@@ -689,6 +686,7 @@ pub fn scan(
         ..Default::default()
     };
     let mut read_per_day = vec![0u64; (last - first + 1).max(0) as usize];
+    let clock = LocalClock::new(settings.timezone, utc.0, utc.1);
     for (fp, &rows) in plans.iter().zip(&counts) {
         let before = stats.rows_read;
         let mut offset = 0;
@@ -696,16 +694,31 @@ pub fn scan(
             let part = fp.read(offset, plan.chunk_rows)?;
             let read = part.df.height() as u64;
             let numbers = || fp.row_numbers(offset, plan.chunk_rows);
-            let kept = classify(part, settings, first, last, shard, &mut stats, &numbers)?;
-            for &d in &kept.day {
-                read_per_day[(d - first) as usize] += 1;
+            if bounds.is_none() {
+                let shops = sample_shops(&part, &clock, first, last);
+                if !shops.is_empty() {
+                    let b = sample_bounds(
+                        shops.iter().map(String::as_str),
+                        read,
+                        total,
+                        plan.bucket_rows,
+                    );
+                    store = BucketStore::new(b.len() + 1, plan);
+                    bounds = Some(b);
+                }
             }
-            if bounds.is_none() && !kept.ts.is_empty() {
-                let b = sample_bounds(&kept, read, total, plan.bucket_rows);
-                store = BucketStore::new(b.len() + 1, plan);
-                bounds = Some(b);
-            }
-            encode(&kept, bounds.as_deref().unwrap_or(&[]), &mut store)?;
+            classify_encode(
+                part,
+                settings,
+                &clock,
+                (first, last),
+                shard,
+                bounds.as_deref().unwrap_or(&[]),
+                &mut store,
+                &mut stats,
+                &mut read_per_day,
+                &numbers,
+            )?;
             offset += plan.chunk_rows;
         }
         stats
@@ -746,19 +759,23 @@ pub fn scan(
 }
 
 /// The bucket bounds (the first `shop_id` of every bucket after the first)
-/// from a sample: the kept rows of the first read, of `read` rows read, out
-/// of `total` rows in the files. Buckets get about `bucket_rows` rows each
-/// if the rest of the input is like the sample; a shop the sample missed
-/// falls in the range its name sorts into.
-fn sample_bounds(sample: &Kept, read: u64, total: u64, bucket_rows: u64) -> Vec<String> {
-    let Some(shops) = &sample.keys[0] else {
-        return Vec::new();
-    };
+/// from a sample: the shops of the rows of the first read that lie in the
+/// loaded days (`kept` of them, of `read` rows read, out of `total` rows in
+/// the files). Buckets get about `bucket_rows` rows each if the rest of the
+/// input is like the sample; a shop the sample missed falls in the range its
+/// name sorts into.
+fn sample_bounds<'a>(
+    shops: impl Iterator<Item = &'a str>,
+    read: u64,
+    total: u64,
+    bucket_rows: u64,
+) -> Vec<String> {
     let mut per_shop: PlHashMap<&str, u64> = PlHashMap::new();
-    for s in shops.iter().flatten() {
+    let mut kept = 0u64;
+    for s in shops {
         *per_shop.entry(s).or_default() += 1;
+        kept += 1;
     }
-    let kept = sample.ts.len() as u64;
     let expected = (total as f64 * kept as f64 / read.max(1) as f64).ceil() as u64;
     let buckets = expected.div_ceil(bucket_rows.max(1)).max(1);
     if buckets == 1 {
@@ -785,330 +802,344 @@ fn bucket_of(bounds: &[String], shop: &str) -> usize {
     bounds.partition_point(|b| b.as_bytes() <= shop.as_bytes())
 }
 
-/// The kept rows of one read: their key strings (columns [`KEY_COLUMNS`])
-/// and the rest, in input order.
-struct Kept {
-    keys: Vec<Option<StringChunked>>,
-    ts: Vec<i64>,
-    day: Vec<i32>,
-    tod: Vec<i32>,
-    sender: Vec<Sender>,
-    /// [`flag`] bits, plus [`NON_CONSUMER`].
-    flags: Vec<u8>,
-}
-
 /// A bit of the encoded flags: the row's peer is not a consumer.
 const NON_CONSUMER: u8 = 0x80;
 
-/// Classifies one read's rows: bad rows counted (with examples), rows
-/// outside the loaded days or another shard's dropped, the rest kept.
-fn classify(
-    part: FileRows,
+/// Local day and time of day of UTC instants, fast: the UTC offset of every
+/// minute of a range, looked up instead of asked of the time-zone database
+/// row by row. A minute in which the offset changes (and any instant
+/// outside the range) is asked of the database, so the answer is always
+/// [`local_day_tod`]'s. (This assumes no time zone changes its offset twice
+/// within one minute, which none in the database does.)
+struct LocalClock {
+    tz: Tz,
+    /// UTC ms of the first minute.
+    lo: i64,
+    /// Per minute: the offset in ms, or [`LocalClock::MIXED`].
+    offsets: Vec<i32>,
+}
+
+impl LocalClock {
+    const MIXED: i32 = i32::MIN;
+    const MINUTE: i64 = 60_000;
+
+    /// A clock for UTC instants in `[lo, hi)` (at most about 400 days are
+    /// tabled; instants beyond are still right, only slower).
+    fn new(tz: Tz, lo: i64, hi: i64) -> LocalClock {
+        let lo = lo.div_euclid(Self::MINUTE) * Self::MINUTE;
+        let minutes = ((hi - lo).max(0) / Self::MINUTE + 1).min(400 * 1440) as usize;
+        let offset = |utc: i64| {
+            let dt = DateTime::from_timestamp_millis(utc)
+                .expect("in chrono's range")
+                .naive_utc();
+            tz.offset_from_utc_datetime(&dt).fix().local_minus_utc() * 1000
+        };
+        let in_range = |m: i64| DateTime::from_timestamp_millis(m).is_some();
+        let offsets = (0..minutes as i64)
+            .map(|k| {
+                let start = lo + k * Self::MINUTE;
+                let end = start + Self::MINUTE - 1;
+                if !in_range(start) || !in_range(end) {
+                    return Self::MIXED;
+                }
+                let a = offset(start);
+                if a == offset(end) {
+                    a
+                } else {
+                    Self::MIXED
+                }
+            })
+            .collect();
+        LocalClock { tz, lo, offsets }
+    }
+
+    /// Local (day number, ms after midnight) of a UTC instant.
+    #[inline]
+    fn day_tod(&self, utc: i64) -> (i32, i32) {
+        let k = (utc - self.lo).div_euclid(Self::MINUTE);
+        let off = usize::try_from(k)
+            .ok()
+            .and_then(|k| self.offsets.get(k))
+            .copied()
+            .unwrap_or(Self::MIXED);
+        if off == Self::MIXED {
+            return local_day_tod(&self.tz, utc);
+        }
+        let local = utc + off as i64;
+        (
+            local.div_euclid(MS_PER_DAY) as i32,
+            local.rem_euclid(MS_PER_DAY) as i32,
+        )
+    }
+}
+
+/// What one task of [`classify_encode`] found in its rows.
+struct TaskRows {
+    /// Per bucket: encoded rows and how many.
+    buckets: Vec<(Vec<u8>, u64)>,
+    /// Kept and bad rows (rows outside the days or the shard are not read).
+    rows_read: u64,
+    bad_rows: u64,
+    /// The first few bad rows: (row of the read, reason).
+    bad_first: Vec<(usize, String)>,
+    /// Kept rows per loaded day.
+    per_day: Vec<u64>,
+}
+
+/// Rows per parallel task of [`classify_encode`].
+const TASK_ROWS: usize = 1 << 16;
+
+type Utf8ViewArray = <StringType as PolarsDataType>::Array;
+type BooleanArray = <BooleanType as PolarsDataType>::Array;
+type I64Array = <Int64Type as PolarsDataType>::Array;
+
+/// The columns of one read as Arrow arrays, chunk by chunk (every column
+/// with the same chunk layout).
+struct ReadArrays<'a> {
+    keys: [Option<Vec<&'a Utf8ViewArray>>; 5],
+    sender: Vec<&'a Utf8ViewArray>,
+    peer: Option<Vec<&'a Utf8ViewArray>>,
+    flags: Vec<(u8, Vec<&'a BooleanArray>)>,
+    ts: Vec<&'a I64Array>,
+    lengths: Vec<usize>,
+}
+
+/// Classifies one read's rows and encodes the kept ones into `store`, in
+/// parallel over pieces of the read: bad rows counted (with examples), rows
+/// outside the loaded days or another shard's dropped, the rest encoded
+/// into their shop's bucket in input order.
+#[allow(clippy::too_many_arguments)]
+fn classify_encode(
+    mut part: FileRows,
     settings: &InputSettings,
-    first: i32,
-    last: i32,
+    clock: &LocalClock,
+    (first, last): (i32, i32),
     shard: Shard,
+    bounds: &[String],
+    store: &mut BucketStore,
     stats: &mut LoadStats,
+    read_per_day: &mut [u64],
     row_numbers: &dyn Fn() -> Result<Vec<u32>>,
-) -> Result<Kept> {
-    let tz = settings.timezone;
+) -> Result<()> {
+    let shown = part.path.display().to_string();
+    let fail = |e: PolarsError| Error::BadData(format!("input file {shown}: {e}"));
+    if part.df.height() == 0 {
+        return Ok(());
+    }
+    part.df.align_chunks_par();
     let df = &part.df;
-    let shown = part.path.display();
-    let s =
-        |name: &str| -> Option<&StringChunked> { df.column(name).ok().and_then(|c| c.str().ok()) };
-    let mut ts_v = Vec::new();
-    let mut day_v = Vec::new();
-    let mut tod_v = Vec::new();
-    let mut sender_v = Vec::new();
-    let mut flags_v = Vec::new();
-    // Rows of other shards' shops are not this run's (null shops go to
-    // shard 0, which reports them as bad rows).
-    let in_shard: Option<Vec<bool>> = (!shard.is_whole()).then(|| {
-        s("shop_id")
-            .expect("selected")
-            .iter()
-            .map(|v| shard.owns(v))
-            .collect()
-    });
-    let shop_c: Vec<bool> = s("shop_id")
-        .expect("selected")
-        .iter()
-        .map(|v| v.is_some())
-        .collect();
-    let buyer_c: Vec<bool> = s("buyer_id")
-        .expect("selected")
-        .iter()
-        .map(|v| v.is_some())
-        .collect();
-    // Senders as small codes (after [input.sender_values]): 0 null,
-    // 1-4 the four senders, 5 anything else.
-    let sender_strings = s("sender").expect("selected");
-    let mapped_sender = |v: &str| {
-        settings
-            .sender_values
-            .get(v)
-            .map(String::as_str)
-            .unwrap_or(v)
-            .to_string()
+    let strs = |name: &str| -> Result<Option<Vec<&Utf8ViewArray>>> {
+        match df.column(name) {
+            Err(_) => Ok(None),
+            Ok(c) => Ok(Some(
+                c.as_materialized_series()
+                    .str()
+                    .map_err(fail)?
+                    .downcast_iter()
+                    .collect(),
+            )),
+        }
     };
-    let sender_c: Vec<u8> = sender_strings
-        .iter()
-        .map(|v| {
-            match v.map(|v| {
-                settings
-                    .sender_values
-                    .get(v)
-                    .map(String::as_str)
-                    .unwrap_or(v)
-            }) {
-                None => 0,
-                Some("buyer") => 1,
-                Some("agent") => 2,
-                Some("bot") => 3,
-                Some("system") => 4,
-                Some(_) => 5,
-            }
-        })
-        .collect();
-    let peer_c: Option<Vec<bool>> = s("peer_kind").map(|c| {
-        c.iter()
-            .map(|v| v.is_none_or(|p| p == "consumer"))
-            .collect()
-    });
-    let mut flag_v = vec![0u8; df.height()];
+    let keys = [
+        strs("shop_id")?,
+        strs("buyer_id")?,
+        strs("msg_id")?,
+        strs("agent_id")?,
+        strs("session_id")?,
+    ];
+    let mut flags = Vec::new();
     for (bit, name) in [
         (flag::AUTO, "auto"),
         (flag::ASSIST, "assist"),
         (flag::SPAM, "spam"),
         (flag::BLOCKED, "blocked"),
     ] {
-        if let Some(c) = df.column(name).ok().and_then(|c| c.bool().ok()) {
-            for (f, v) in flag_v.iter_mut().zip(c.iter()) {
-                if v == Some(true) {
-                    *f |= bit;
-                }
-            }
+        if let Ok(c) = df.column(name) {
+            let arrays = c
+                .as_materialized_series()
+                .bool()
+                .map_err(fail)?
+                .downcast_iter()
+                .collect();
+            flags.push((bit, arrays));
         }
     }
-    let ts_phys: Vec<Option<i64>> = df
+    let ts_col = df
         .column("ts")
-        .and_then(|c| c.datetime().map(|d| d.physical().iter().collect()))
-        .map_err(|e| Error::BadData(format!("input file {shown}: column ts: {e}")))?;
-    let per_ms = per_ms(part.unit);
-    // UTC ms and local day/time of every row, in parallel.
-    let times: Vec<Option<(i64, i32, i32)>> = ts_phys
-        .par_iter()
-        .map(|v| {
-            let raw = (*v)?.div_euclid(per_ms);
-            let utc = if part.tz_aware {
-                raw
-            } else {
-                local_to_utc(&tz, raw)?
-            };
-            if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
-                return None;
-            }
-            let (d, t) = local_day_tod(&tz, utc);
-            Some((utc, d, t))
-        })
-        .collect();
-
-    let mut numbers: Option<Vec<u32>> = None;
-    let mut bad_row = |row: usize, reason: String, stats: &mut LoadStats| -> Result<()> {
-        stats.bad_rows += 1;
-        stats.rows_read += 1;
-        if stats.bad_examples.len() < 5 {
-            if numbers.is_none() {
-                numbers = Some(row_numbers()?);
-            }
-            let n = numbers
-                .as_ref()
-                .and_then(|v| v.get(row))
-                .copied()
-                .unwrap_or(u32::MAX);
-            stats
-                .bad_examples
-                .push(format!("{shown}, row {n}: {reason}"));
-        }
-        Ok(())
-    };
-    // Classify every row in parallel, then count in input order.
-    enum Class {
-        Skip,
-        Bad(&'static str),
-        BadSender,
-        Keep(i64, i32, i32, Sender),
-    }
-    let classes: Vec<Class> = (0..df.height())
-        .into_par_iter()
-        .map(|i| {
-            let time = times[i];
-            // Rows outside the loaded days are not part of this read.
-            if let Some((_, d, _)) = time {
-                if d < first || d > last {
-                    return Class::Skip;
-                }
-            }
-            if in_shard.as_ref().is_some_and(|o| !o[i]) {
-                return Class::Skip;
-            }
-            if !shop_c[i] {
-                return Class::Bad("shop_id is null");
-            }
-            if !buyer_c[i] {
-                return Class::Bad("buyer_id is null");
-            }
-            let Some((utc, d, t)) = time else {
-                return Class::Bad(if ts_phys[i].is_none() {
-                    "ts is null"
-                } else {
-                    "ts is before 1900 or after 2200"
-                });
-            };
-            match sender_c[i] {
-                1 => Class::Keep(utc, d, t, Sender::Buyer),
-                2 => Class::Keep(utc, d, t, Sender::Agent),
-                3 => Class::Keep(utc, d, t, Sender::Bot),
-                4 => Class::Keep(utc, d, t, Sender::System),
-                0 => Class::Bad("sender is null"),
-                _ => Class::BadSender,
-            }
-        })
-        .collect();
-    let mut keep = vec![false; df.height()];
-    for (i, class) in classes.into_iter().enumerate() {
-        match class {
-            Class::Skip => {}
-            Class::Bad(why) => bad_row(i, why.to_string(), stats)?,
-            Class::BadSender => {
-                let v = mapped_sender(sender_strings.get(i).unwrap_or_default());
-                bad_row(
-                    i,
-                    format!("sender `{v}` is not buyer, agent, bot or system"),
-                    stats,
-                )?
-            }
-            Class::Keep(utc, d, t, sender) => {
-                stats.rows_read += 1;
-                keep[i] = true;
-                ts_v.push(utc);
-                day_v.push(d);
-                tod_v.push(t);
-                sender_v.push(sender);
-                let consumer = peer_c.as_ref().is_none_or(|p| p[i]);
-                flags_v.push(flag_v[i] | if consumer { 0 } else { NON_CONSUMER });
-            }
-        }
-    }
-
-    // The key columns of the kept rows.
-    let mask = BooleanChunked::from_slice("keep".into(), &keep);
-    let all_kept = keep.iter().all(|&k| k);
-    let keys = KEY_COLUMNS
-        .iter()
-        .map(|name| {
-            s(name)
-                .map(|c| {
-                    if all_kept {
-                        Ok(c.clone())
-                    } else {
-                        c.filter(&mask)
-                    }
-                })
-                .transpose()
-                .map_err(|e| Error::BadData(format!("input file {shown}: selecting rows: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // The encoder walks the columns chunk by chunk: they must share a layout.
-    let layout = |c: &StringChunked| c.chunk_lengths().collect::<Vec<_>>();
-    let first_layout = keys[0].as_ref().map(layout);
-    let keys = if keys
-        .iter()
-        .flatten()
-        .all(|c| Some(layout(c)) == first_layout)
-    {
-        keys
-    } else {
-        keys.into_iter()
-            .map(|c| {
-                c.map(|mut c| {
-                    c.rechunk_mut();
-                    c
-                })
-            })
-            .collect()
-    };
-    Ok(Kept {
+        .map_err(fail)?
+        .as_materialized_series()
+        .datetime()
+        .map_err(fail)?;
+    let arrays = ReadArrays {
+        sender: strs("sender")?.expect("selected"),
+        peer: strs("peer_kind")?,
+        ts: ts_col.physical().downcast_iter().collect(),
+        lengths: ts_col.physical().chunk_lengths().collect(),
         keys,
-        ts: ts_v,
-        day: day_v,
-        tod: tod_v,
-        sender: sender_v,
-        flags: flags_v,
-    })
-}
-
-// ---------------------------------------------------------------------------
-// Buckets: kept rows, compactly encoded, in memory or spilled.
-//
-// A row is: ts (i64), day (i32), tod (i32), sender (u8), flags (u8), a null
-// mask (u8, bit j for key column j), then each non-null key string as a
-// length (one byte, or 0xFF and a u32) and its bytes; little-endian.
-
-/// Rows per parallel encoding task.
-const ENCODE_TASK_ROWS: usize = 1 << 16;
-
-fn encode(kept: &Kept, bounds: &[String], store: &mut BucketStore) -> Result<()> {
-    let n = kept.ts.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let k = bounds.len() + 1;
-    // The key columns' Arrow arrays, chunk by chunk (classify made their
-    // layouts equal); tasks are pieces of chunks: (chunk, start, end, first row).
-    let chunks: Vec<Option<Vec<_>>> = kept
+        flags,
+    };
+    // align_chunks made the layouts equal; make sure before indexing.
+    let chunks = arrays.lengths.len();
+    let same = |lens: &mut dyn Iterator<Item = usize>| lens.eq(arrays.lengths.iter().copied());
+    let aligned = arrays
         .keys
         .iter()
-        .map(|c| c.as_ref().map(|c| c.downcast_iter().collect::<Vec<_>>()))
-        .collect();
-    let lengths: Vec<usize> = match &kept.keys[0] {
-        Some(c) => c.chunk_lengths().collect(),
-        None => vec![n],
-    };
+        .flatten()
+        .chain(std::iter::once(&arrays.sender))
+        .chain(arrays.peer.iter())
+        .all(|a| a.len() == chunks && same(&mut a.iter().map(|x| x.len())))
+        && arrays
+            .flags
+            .iter()
+            .all(|(_, a)| a.len() == chunks && same(&mut a.iter().map(|x| x.len())));
+    if !aligned {
+        return Err(Error::BadData(format!(
+            "input file {shown}: the columns of a read are not aligned (internal error)"
+        )));
+    }
+
     let mut tasks: Vec<(usize, usize, usize, usize)> = Vec::new();
     let mut row0 = 0;
-    for (c, &len) in lengths.iter().enumerate() {
-        for s in (0..len).step_by(ENCODE_TASK_ROWS) {
-            let e = (s + ENCODE_TASK_ROWS).min(len);
+    for (c, &len) in arrays.lengths.iter().enumerate() {
+        for s in (0..len).step_by(TASK_ROWS) {
+            let e = (s + TASK_ROWS).min(len);
             tasks.push((c, s, e, row0 + s));
         }
         row0 += len;
     }
-    let encoded: Vec<Vec<(Vec<u8>, u64)>> = tasks
+    let k = bounds.len() + 1;
+    let days = read_per_day.len();
+    let per_ms = per_ms(part.unit);
+    let tz_aware = part.tz_aware;
+    let tz = settings.timezone;
+    let sender_values = &settings.sender_values;
+    let results: Vec<TaskRows> = tasks
         .par_iter()
         .map(|&(c, s, e, r0)| {
-            let arrays: Vec<Option<_>> = chunks.iter().map(|a| a.as_ref().map(|a| a[c])).collect();
-            let mut out: Vec<(Vec<u8>, u64)> = (0..k).map(|_| (Vec::new(), 0)).collect();
+            let mut out = TaskRows {
+                buckets: (0..k).map(|_| (Vec::new(), 0)).collect(),
+                rows_read: 0,
+                bad_rows: 0,
+                bad_first: Vec::new(),
+                per_day: vec![0; days],
+            };
             if k == 1 {
-                out[0].0.reserve((e - s) * 64);
+                out.buckets[0].0.reserve((e - s) * 64);
             }
+            let key_arrays: [Option<&Utf8ViewArray>; 5] =
+                std::array::from_fn(|j| arrays.keys[j].as_ref().map(|a| a[c]));
+            let sender_a = arrays.sender[c];
+            let peer_a = arrays.peer.as_ref().map(|a| a[c]);
+            let ts_a = arrays.ts[c];
+            let flag_a: Vec<(u8, &BooleanArray)> =
+                arrays.flags.iter().map(|(b, a)| (*b, a[c])).collect();
+            // A few (sender value, code) pairs seen, before the mapping.
+            let mut sender_cache: Vec<(&str, u8)> = Vec::new();
+            let bad = |out: &mut TaskRows, row: usize, why: String| {
+                out.bad_rows += 1;
+                out.rows_read += 1;
+                if out.bad_first.len() < 5 {
+                    out.bad_first.push((row, why));
+                }
+            };
             let mut vals: [Option<&str>; 5] = [None; 5];
             for (j, i) in (s..e).zip(r0..) {
-                for (v, a) in vals.iter_mut().zip(&arrays) {
+                let raw = ts_a.get(j);
+                let time = raw.and_then(|v| {
+                    let raw = v.div_euclid(per_ms);
+                    let utc = if tz_aware {
+                        raw
+                    } else {
+                        local_to_utc(&tz, raw)?
+                    };
+                    if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
+                        return None;
+                    }
+                    let (d, t) = clock.day_tod(utc);
+                    Some((utc, d, t))
+                });
+                // Rows outside the loaded days are not part of this read.
+                if let Some((_, d, _)) = time {
+                    if d < first || d > last {
+                        continue;
+                    }
+                }
+                for (v, a) in vals.iter_mut().zip(&key_arrays) {
                     *v = a.and_then(|a| a.get(j));
+                }
+                if !shard.is_whole() && !shard.owns(vals[0]) {
+                    continue;
+                }
+                if vals[0].is_none() {
+                    bad(&mut out, i, "shop_id is null".into());
+                    continue;
+                }
+                if vals[1].is_none() {
+                    bad(&mut out, i, "buyer_id is null".into());
+                    continue;
+                }
+                let Some((utc, d, t)) = time else {
+                    let why = if raw.is_none() {
+                        "ts is null"
+                    } else {
+                        "ts is before 1900 or after 2200"
+                    };
+                    bad(&mut out, i, why.into());
+                    continue;
+                };
+                let Some(sv) = sender_a.get(j) else {
+                    bad(&mut out, i, "sender is null".into());
+                    continue;
+                };
+                let code = match sender_cache.iter().find(|(v, _)| *v == sv) {
+                    Some(&(_, code)) => code,
+                    None => {
+                        let mapped = sender_values.get(sv).map(String::as_str).unwrap_or(sv);
+                        let code = match mapped {
+                            "buyer" => Sender::Buyer as u8,
+                            "agent" => Sender::Agent as u8,
+                            "bot" => Sender::Bot as u8,
+                            "system" => Sender::System as u8,
+                            _ => u8::MAX,
+                        };
+                        if sender_cache.len() < 16 {
+                            sender_cache.push((sv, code));
+                        }
+                        code
+                    }
+                };
+                if code == u8::MAX {
+                    let mapped = sender_values.get(sv).map(String::as_str).unwrap_or(sv);
+                    bad(
+                        &mut out,
+                        i,
+                        format!("sender `{mapped}` is not buyer, agent, bot or system"),
+                    );
+                    continue;
+                }
+                out.rows_read += 1;
+                out.per_day[(d - first) as usize] += 1;
+                let mut f = 0u8;
+                for (bit, a) in &flag_a {
+                    if a.get(j) == Some(true) {
+                        f |= bit;
+                    }
+                }
+                if peer_a.is_some_and(|p| p.get(j).is_some_and(|p| p != "consumer")) {
+                    f |= NON_CONSUMER;
                 }
                 let b = if k == 1 {
                     0
                 } else {
                     bucket_of(bounds, vals[0].unwrap_or(""))
                 };
-                let (buf, rows) = &mut out[b];
+                let (buf, rows) = &mut out.buckets[b];
                 *rows += 1;
-                buf.extend_from_slice(&kept.ts[i].to_le_bytes());
-                buf.extend_from_slice(&kept.day[i].to_le_bytes());
-                buf.extend_from_slice(&kept.tod[i].to_le_bytes());
-                buf.push(kept.sender[i] as u8);
-                buf.push(kept.flags[i]);
+                buf.extend_from_slice(&utc.to_le_bytes());
+                buf.extend_from_slice(&d.to_le_bytes());
+                buf.extend_from_slice(&t.to_le_bytes());
+                buf.push(code);
+                buf.push(f);
                 let mut nulls = 0u8;
                 for (j, v) in vals.iter().enumerate() {
                     if v.is_none() {
@@ -1130,8 +1161,30 @@ fn encode(kept: &Kept, bounds: &[String], store: &mut BucketStore) -> Result<()>
             out
         })
         .collect();
-    for task in encoded {
-        for (b, (bytes, rows)) in task.into_iter().enumerate() {
+
+    // In input order: counts, bad-row examples, then the encoded rows.
+    let mut numbers: Option<Vec<u32>> = None;
+    for task in results {
+        stats.rows_read += task.rows_read;
+        stats.bad_rows += task.bad_rows;
+        for (row, why) in task.bad_first {
+            if stats.bad_examples.len() >= 5 {
+                break;
+            }
+            if numbers.is_none() {
+                numbers = Some(row_numbers()?);
+            }
+            let n = numbers
+                .as_ref()
+                .and_then(|v| v.get(row))
+                .copied()
+                .unwrap_or(u32::MAX);
+            stats.bad_examples.push(format!("{shown}, row {n}: {why}"));
+        }
+        for (acc, n) in read_per_day.iter_mut().zip(task.per_day) {
+            *acc += n;
+        }
+        for (b, (bytes, rows)) in task.buckets.into_iter().enumerate() {
             if rows > 0 {
                 store.append(b, bytes, rows);
             }
@@ -1139,6 +1192,46 @@ fn encode(kept: &Kept, bounds: &[String], store: &mut BucketStore) -> Result<()>
     }
     store.spill_if_over()
 }
+
+/// The shops of a read's rows that lie in the loaded days (for
+/// [`sample_bounds`]), and how many rows were read.
+fn sample_shops(part: &FileRows, clock: &LocalClock, first: i32, last: i32) -> Vec<String> {
+    let df = &part.df;
+    let (Ok(shop), Ok(ts)) = (df.column("shop_id"), df.column("ts")) else {
+        return Vec::new();
+    };
+    let (Ok(shop), Ok(ts)) = (
+        shop.as_materialized_series().str(),
+        ts.as_materialized_series().datetime(),
+    ) else {
+        return Vec::new();
+    };
+    let per_ms = per_ms(part.unit);
+    let tz = clock.tz;
+    shop.iter()
+        .zip(ts.physical().iter())
+        .filter_map(|(s, t)| {
+            let raw = t?.div_euclid(per_ms);
+            let utc = if part.tz_aware {
+                raw
+            } else {
+                local_to_utc(&tz, raw)?
+            };
+            if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
+                return None;
+            }
+            let (d, _) = clock.day_tod(utc);
+            (first..=last).contains(&d).then(|| s.map(str::to_string))?
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Buckets: kept rows, compactly encoded, in memory or spilled.
+//
+// A row is: ts (i64), day (i32), tod (i32), sender (u8), flags (u8), a null
+// mask (u8, bit j for key column j), then each non-null key string as a
+// length (one byte, or 0xFF and a u32) and its bytes; little-endian.
 
 /// The buckets' encoded rows, as segments of whole rows: in memory until
 /// their total passes the plan's `spill_bytes`, then appended to one file per
@@ -1230,22 +1323,162 @@ impl Drop for BucketStore {
     }
 }
 
+/// One encoded row, parsed (see the layout above).
+struct Row<'a> {
+    ts: i64,
+    day: i32,
+    tod: i32,
+    sender: Sender,
+    flags: u8,
+    shop: &'a [u8],
+    buyer: &'a [u8],
+    msg: Option<&'a [u8]>,
+    agent: Option<&'a [u8]>,
+    session: Option<&'a [u8]>,
+}
+
+fn corrupt_spill() -> Error {
+    Error::Io("a spill file is corrupt (was it changed while kefu ran?)".into())
+}
+
+/// Parses the encoded row at `bytes[*p..]` and moves `*p` past it.
+#[inline]
+fn parse_row<'a>(bytes: &'a [u8], p: &mut usize) -> Result<Row<'a>> {
+    let take = |p: &mut usize, n: usize| -> Result<&'a [u8]> {
+        let s = bytes.get(*p..*p + n).ok_or_else(corrupt_spill)?;
+        *p += n;
+        Ok(s)
+    };
+    let fixed = take(p, 19)?;
+    let sender = match fixed[16] {
+        0 => Sender::Buyer,
+        1 => Sender::Agent,
+        2 => Sender::Bot,
+        3 => Sender::System,
+        _ => return Err(corrupt_spill()),
+    };
+    let nulls = fixed[18];
+    let mut keys: [Option<&[u8]>; 5] = [None; 5];
+    for (j, k) in keys.iter_mut().enumerate() {
+        if nulls & (1 << j) != 0 {
+            continue;
+        }
+        let mut len = take(p, 1)?[0] as usize;
+        if len == 0xFF {
+            len = u32::from_le_bytes(take(p, 4)?.try_into().expect("4 bytes")) as usize;
+        }
+        *k = Some(take(p, len)?);
+    }
+    let [Some(shop), Some(buyer), msg, agent, session] = keys else {
+        return Err(corrupt_spill());
+    };
+    Ok(Row {
+        ts: i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes")),
+        day: i32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes")),
+        tod: i32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes")),
+        sender,
+        flags: fixed[17],
+        shop,
+        buyer,
+        msg,
+        agent,
+        session,
+    })
+}
+
 /// Turns a bucket's rows (encoded segments, in input order) into the
-/// engine's table, in one pass in input order: de-duplication (of the rows
-/// sharing shop_id, msg_id and local day, the first stays; null msg_ids are
-/// never duplicates), then the peer_kind filter, then integer codes for
-/// shops, threads (shop, buyer), agents ("" and null are 0) and sessions
-/// (null is [`NONE`]); then the thread order. Codes only order the work:
-/// every output is sorted by the strings. Also returns the rows kept per
-/// local day.
+/// engine's table. The rows are first moved, bytes and all, into shop order
+/// (stable: input order within a shop), so that everything after reads
+/// memory in order and works on one shop's small hash tables at a time.
+/// Then, per shop in input order: de-duplication (of the rows sharing
+/// shop_id, msg_id and local day, the first stays; null msg_ids are never
+/// duplicates), then the peer_kind filter, then integer codes for threads
+/// (shop, buyer), agents ("" and null are 0) and sessions (null is
+/// [`NONE`]); then the thread order. Codes only order the work: every
+/// output is sorted by the strings. Also returns the rows kept per local
+/// day.
 fn build(
-    segments: &[Vec<u8>],
+    segments: Vec<Vec<u8>>,
     has_session_column: bool,
 ) -> Result<(Messages, PlHashMap<i32, u64>)> {
-    let corrupt = || Error::Io("a spill file is corrupt (was it changed while kefu ran?)".into());
     let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut stats = LoadStats::default();
     let mut per_day: PlHashMap<i32, u64> = PlHashMap::new();
+
+    // 1. Each row's length and shop code, in input order.
+    let approx_rows: usize = segments.iter().map(|s| s.len() / 40).sum();
+    let mut row_len: Vec<u32> = Vec::with_capacity(approx_rows);
+    let mut row_shop: Vec<u32> = Vec::with_capacity(approx_rows);
+    let mut shop_names: Vec<String> = Vec::new();
+    let mut shop_rows: Vec<u64> = Vec::new();
+    let mut shop_bytes: Vec<u64> = Vec::new();
+    {
+        let mut shops: PlHashMap<&[u8], u32> = PlHashMap::new();
+        for bytes in &segments {
+            let mut p = 0usize;
+            while p < bytes.len() {
+                let at = p;
+                let r = parse_row(bytes, &mut p)?;
+                let len = u32::try_from(p - at).map_err(|_| corrupt_spill())?;
+                let shop = match shops.get(r.shop) {
+                    Some(&c) => c,
+                    None => {
+                        let c = shop_names.len() as u32;
+                        shops.insert(r.shop, c);
+                        shop_names.push(name(r.shop));
+                        shop_rows.push(0);
+                        shop_bytes.push(0);
+                        c
+                    }
+                };
+                shop_rows[shop as usize] += 1;
+                shop_bytes[shop as usize] += len as u64;
+                row_len.push(len);
+                row_shop.push(shop);
+            }
+        }
+    }
+    if row_len.len() >= 1 << 31 {
+        return Err(Error::BadData(
+            "more than 2^31 rows in one shop bucket: lower --memory-budget".to_string(),
+        ));
+    }
+    // 2. The rows' bytes in shop order (a stable counting sort), each
+    // segment freed once copied.
+    let total: u64 = shop_bytes.iter().sum();
+    let mut region: Vec<u8> = Vec::with_capacity(total as usize);
+    let mut shop_start: Vec<usize> = Vec::with_capacity(shop_bytes.len() + 1);
+    {
+        let mut acc = 0usize;
+        for &b in &shop_bytes {
+            shop_start.push(acc);
+            acc += b as usize;
+        }
+        shop_start.push(acc);
+        let spare = &mut region.spare_capacity_mut()[..total as usize];
+        let mut next = shop_start.clone();
+        let mut k = 0usize;
+        for bytes in segments {
+            let mut p = 0usize;
+            while p < bytes.len() {
+                let len = row_len[k] as usize;
+                let at = &mut next[row_shop[k] as usize];
+                let src = &bytes[p..p + len];
+                // SAFETY: MaybeUninit<u8> and u8 have the same layout.
+                let src: &[std::mem::MaybeUninit<u8>] =
+                    unsafe { std::slice::from_raw_parts(src.as_ptr().cast(), src.len()) };
+                spare[*at..*at + len].copy_from_slice(src);
+                *at += len;
+                p += len;
+                k += 1;
+            }
+        }
+        debug_assert!(next.iter().zip(&shop_start[1..]).all(|(a, b)| a == b));
+    }
+    // SAFETY: every byte 0..total was written once: shop s's rows fill
+    // shop_start[s]..shop_start[s + 1] exactly.
+    unsafe { region.set_len(total as usize) };
+    drop((row_len, row_shop, shop_bytes));
 
     #[derive(Clone, Copy)]
     struct Rec {
@@ -1259,107 +1492,9 @@ fn build(
         sender: Sender,
         flags: u8,
     }
-    let approx_rows: usize = segments.iter().map(|s| s.len() / 40).sum();
-
-    // 1. Parse the rows, in input order, coding shops.
-    struct Parsed<'a> {
-        ts: i64,
-        day: i32,
-        tod: i32,
-        sender: Sender,
-        flags: u8,
-        shop: u32,
-        buyer: &'a [u8],
-        msg: Option<&'a [u8]>,
-        agent: Option<&'a [u8]>,
-        session: Option<&'a [u8]>,
-    }
-    let mut parsed: Vec<Parsed> = Vec::with_capacity(approx_rows);
-    let mut shops: PlHashMap<&[u8], u32> = PlHashMap::new();
-    let mut shop_names: Vec<String> = Vec::new();
-    let mut shop_rows: Vec<u32> = Vec::new();
-    for bytes in segments {
-        let mut p = 0usize;
-        let take = |p: &mut usize, n: usize| -> Result<&[u8]> {
-            let s = bytes.get(*p..*p + n).ok_or_else(corrupt)?;
-            *p += n;
-            Ok(s)
-        };
-        while p < bytes.len() {
-            let fixed = take(&mut p, 19)?;
-            let sender = match fixed[16] {
-                0 => Sender::Buyer,
-                1 => Sender::Agent,
-                2 => Sender::Bot,
-                3 => Sender::System,
-                _ => return Err(corrupt()),
-            };
-            let nulls = fixed[18];
-            let mut keys: [Option<&[u8]>; 5] = [None; 5];
-            for (j, k) in keys.iter_mut().enumerate() {
-                if nulls & (1 << j) != 0 {
-                    continue;
-                }
-                let mut len = take(&mut p, 1)?[0] as usize;
-                if len == 0xFF {
-                    len =
-                        u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
-                }
-                *k = Some(take(&mut p, len)?);
-            }
-            let [Some(shop_b), Some(buyer), msg, agent, session] = keys else {
-                return Err(corrupt());
-            };
-            let shop = match shops.get(shop_b) {
-                Some(&c) => c,
-                None => {
-                    let c = shop_names.len() as u32;
-                    shops.insert(shop_b, c);
-                    shop_names.push(name(shop_b));
-                    shop_rows.push(0);
-                    c
-                }
-            };
-            shop_rows[shop as usize] += 1;
-            parsed.push(Parsed {
-                ts: i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes")),
-                day: i32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes")),
-                tod: i32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes")),
-                sender,
-                flags: fixed[17],
-                shop,
-                buyer,
-                msg,
-                agent,
-                session,
-            });
-        }
-    }
-    drop(shops);
-    if parsed.len() >= 1 << 31 {
-        return Err(Error::BadData(
-            "more than 2^31 rows in one shop bucket: lower --memory-budget".to_string(),
-        ));
-    }
-    // 2. The rows of each shop, in input order (a stable counting sort), so
-    // that the per-shop hash maps below stay small and in cache.
-    let mut by_shop: Vec<u32> = vec![0; parsed.len()];
-    {
-        let mut next: Vec<u32> = Vec::with_capacity(shop_rows.len());
-        let mut acc = 0u32;
-        for &n in &shop_rows {
-            next.push(acc);
-            acc += n;
-        }
-        for (i, r) in parsed.iter().enumerate() {
-            let at = &mut next[r.shop as usize];
-            by_shop[*at as usize] = i as u32;
-            *at += 1;
-        }
-    }
-
     // 3. Per shop, in input order: de-duplication, the peer filter, threads.
-    let mut recs: Vec<Rec> = Vec::with_capacity(parsed.len());
+    let rows_total: u64 = shop_rows.iter().sum();
+    let mut recs: Vec<Rec> = Vec::with_capacity(rows_total as usize);
     let mut shop_of_thread: Vec<u32> = Vec::new();
     let mut buyer_names: Vec<String> = Vec::new();
     let mut agents: PlHashMap<&[u8], u32> = PlHashMap::new();
@@ -1368,14 +1503,24 @@ fn build(
     let mut sessions: PlHashMap<&[u8], u32> = PlHashMap::new();
     let mut seen: PlHashSet<(i32, &[u8])> = PlHashSet::new();
     let mut threads_of: PlHashMap<&[u8], u32> = PlHashMap::new();
-    let mut start = 0usize;
-    for &n in &shop_rows {
-        let rows = &by_shop[start..start + n as usize];
-        start += n as usize;
-        seen.clear();
-        threads_of.clear();
-        for &i in rows {
-            let r = &parsed[i as usize];
+    let mut i = 0u32; // the row's place in shop order: input order within a shop
+    for (shop, (&n, w)) in shop_rows.iter().zip(shop_start.windows(2)).enumerate() {
+        let bytes = &region[w[0]..w[1]];
+        let n = n as usize;
+        // Tables sized for the shop: clearing one grown by a large shop
+        // would cost its whole capacity, shop after shop.
+        if seen.capacity() > 4 * n.max(256) {
+            seen = PlHashSet::with_capacity(n);
+            threads_of = PlHashMap::with_capacity(n / 4);
+        } else {
+            seen.clear();
+            threads_of.clear();
+        }
+        let mut p = 0usize;
+        while p < bytes.len() {
+            let r = parse_row(bytes, &mut p)?;
+            let row = i;
+            i += 1;
             if let Some(msg) = r.msg {
                 if !seen.insert((r.day, msg)) {
                     stats.duplicates += 1;
@@ -1389,7 +1534,7 @@ fn build(
             }
             *per_day.entry(r.day).or_default() += 1;
             let thread = *threads_of.entry(r.buyer).or_insert_with(|| {
-                shop_of_thread.push(r.shop);
+                shop_of_thread.push(shop as u32);
                 buyer_names.push(name(r.buyer));
                 (buyer_names.len() - 1) as u32
             });
@@ -1409,7 +1554,7 @@ fn build(
             };
             recs.push(Rec {
                 thread,
-                tie: (u32::from(r.sender != Sender::Buyer) << 31) | i,
+                tie: (u32::from(r.sender != Sender::Buyer) << 31) | row,
                 ts: r.ts,
                 day: r.day,
                 tod: r.tod,
@@ -1420,7 +1565,8 @@ fn build(
             });
         }
     }
-    drop((threads_of, seen, agents, sessions, by_shop, parsed));
+    drop((threads_of, seen, agents, sessions));
+    drop(region);
 
     // Thread order: thread, ts, buyer rows first, input order. The rows are
     // sorted as whole records.
@@ -1493,4 +1639,64 @@ pub fn local_datetime(tz: &Tz, utc_ms: i64) -> NaiveDateTime {
     let secs = (t / 1000) as u32;
     date.and_hms_milli_opt(secs / 3600, secs / 60 % 60, secs % 60, (t % 1000) as u32)
         .expect("valid time of day")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The minute table gives the time-zone database's answer for every
+    /// instant, across daylight-saving changes (whole-hour, half-hour and
+    /// odd-offset zones) and outside its range.
+    #[test]
+    fn local_clock_agrees_with_the_database() {
+        let zones: [Tz; 6] = [
+            chrono_tz::Asia::Shanghai,
+            chrono_tz::America::New_York,
+            chrono_tz::Europe::London,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::Asia::Kathmandu,
+            chrono_tz::America::St_Johns,
+        ];
+        // Spring and autumn changes of 2024 in the northern and southern
+        // hemispheres, and 1901-1912 (Shanghai's and Kathmandu's move off
+        // local mean time lies around there).
+        let spans: [(NaiveDate, i64); 5] = [
+            (NaiveDate::from_ymd_opt(2024, 3, 9).unwrap(), 3),
+            (NaiveDate::from_ymd_opt(2024, 3, 30).unwrap(), 3),
+            (NaiveDate::from_ymd_opt(2024, 10, 26).unwrap(), 10),
+            (NaiveDate::from_ymd_opt(1900, 12, 31).unwrap(), 2),
+            (NaiveDate::from_ymd_opt(1919, 12, 31).unwrap(), 2),
+        ];
+        for tz in zones {
+            for (start, days) in spans {
+                let lo = day_number(start) as i64 * MS_PER_DAY;
+                let hi = lo + days * MS_PER_DAY;
+                let clock = LocalClock::new(tz, lo, hi);
+                // Every 7.3 s across the span, one day either side of it,
+                // and every millisecond around each tabled change.
+                let mut t = lo - MS_PER_DAY;
+                while t < hi + MS_PER_DAY {
+                    assert_eq!(clock.day_tod(t), local_day_tod(&tz, t), "{tz} at {t}");
+                    t += 7_301;
+                }
+                for (k, &off) in clock.offsets.iter().enumerate() {
+                    if off == LocalClock::MIXED {
+                        let m = clock.lo + k as i64 * LocalClock::MINUTE;
+                        for t in m - 1000..m + LocalClock::MINUTE + 1000 {
+                            assert_eq!(clock.day_tod(t), local_day_tod(&tz, t), "{tz} at {t}");
+                        }
+                    }
+                }
+            }
+        }
+        // Something changed in those spans (the test is not vacuous).
+        let ny = LocalClock::new(
+            chrono_tz::America::New_York,
+            day_number(NaiveDate::from_ymd_opt(2024, 3, 10).unwrap()) as i64 * MS_PER_DAY,
+            day_number(NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()) as i64 * MS_PER_DAY,
+        );
+        let distinct: std::collections::BTreeSet<i32> = ny.offsets.iter().copied().collect();
+        assert!(distinct.contains(&(-5 * 3_600_000)) && distinct.contains(&(-4 * 3_600_000)));
+    }
 }
