@@ -607,35 +607,60 @@ impl Loaded {
     }
 
     /// Bucket `k`'s rows as the engine's table (its `stats` are the
-    /// bucket's own). Each bucket can be taken once.
+    /// bucket's own; the totals take them in). Each bucket can be taken once.
     pub fn bucket(&mut self, k: usize) -> Result<Messages> {
-        Ok(self.buckets_at(k..k + 1)?.pop().expect("one bucket"))
+        let built = self.take(k)?.build()?;
+        Ok(self.absorb(built))
     }
 
-    /// Buckets `ks` as the engine's tables, in order, built in parallel
-    /// (each holds its memory until dropped).
-    pub fn buckets_at(&mut self, ks: std::ops::Range<usize>) -> Result<Vec<Messages>> {
-        let segments: Vec<Vec<Vec<u8>>> = ks.map(|k| self.store.take(k)).collect::<Result<_>>()?;
-        let sessions = self.has_session_column;
-        let built: Vec<Result<(Messages, PlHashMap<i32, u64>)>> = segments
-            .into_par_iter()
-            .map(|segs| build(segs, sessions))
-            .collect();
-        let mut out = Vec::with_capacity(built.len());
-        for b in built {
-            let (mut m, per_day) = b?;
-            self.stats.duplicates += m.stats.duplicates;
-            self.stats.non_consumer += m.stats.non_consumer;
-            for (d, n) in per_day {
-                *self.per_day.entry(d).or_default() += n;
-            }
-            m.stats.files = self.stats.files;
-            out.push(m);
+    /// Bucket `k`'s encoded rows, to [`BucketRows::build`] anywhere (a
+    /// spilled bucket is read back here). Each bucket can be taken once.
+    pub fn take(&mut self, k: usize) -> Result<BucketRows> {
+        Ok(BucketRows {
+            segments: self.store.take(k)?,
+            has_session_column: self.has_session_column,
+        })
+    }
+
+    /// Adds a built bucket's counts to the totals, and returns its table.
+    /// Every bucket goes through here once, in any order.
+    pub fn absorb(&mut self, built: Built) -> Messages {
+        let Built {
+            mut messages,
+            per_day,
+        } = built;
+        self.stats.duplicates += messages.stats.duplicates;
+        self.stats.non_consumer += messages.stats.non_consumer;
+        for (d, n) in per_day {
+            *self.per_day.entry(d).or_default() += n;
         }
+        messages.stats.files = self.stats.files;
         self.stats.rows_per_day = (self.first..=self.last)
             .map(|d| (day_date(d), self.per_day.get(&d).copied().unwrap_or(0)))
             .collect();
-        Ok(out)
+        messages
+    }
+}
+
+/// One bucket's encoded rows, taken from [`Loaded`].
+pub struct BucketRows {
+    segments: Vec<Vec<u8>>,
+    has_session_column: bool,
+}
+
+/// A built bucket: its table, and its rows per local day, for
+/// [`Loaded::absorb`].
+pub struct Built {
+    pub messages: Messages,
+    per_day: PlHashMap<i32, u64>,
+}
+
+impl BucketRows {
+    /// The engine's table of these rows (see [`build`]). Needs no
+    /// [`Loaded`], so buckets can be built on several threads at once.
+    pub fn build(self) -> Result<Built> {
+        let (messages, per_day) = build(self.segments, self.has_session_column)?;
+        Ok(Built { messages, per_day })
     }
 }
 
@@ -679,7 +704,7 @@ pub fn scan(
     let total: u64 = counts.iter().sum();
     // The bucket bounds come from the first read that keeps rows (a sample
     // of the shops' traffic); until then there is one bucket.
-    let mut bounds: Option<Vec<String>> = (total <= plan.bucket_rows).then(Vec::new);
+    let mut bounds: Option<Bounds> = (total <= plan.bucket_rows).then(|| Bounds::new(Vec::new()));
     let mut store = BucketStore::new(1, plan);
     let mut stats = LoadStats {
         files: plans.len(),
@@ -692,19 +717,13 @@ pub fn scan(
         let mut offset = 0;
         while offset < rows.max(1) {
             let part = fp.read(offset, plan.chunk_rows)?;
-            let read = part.df.height() as u64;
             let numbers = || fp.row_numbers(offset, plan.chunk_rows);
             if bounds.is_none() {
-                let shops = sample_shops(&part, &clock, first, last);
-                if !shops.is_empty() {
-                    let b = sample_bounds(
-                        shops.iter().map(String::as_str),
-                        read,
-                        total,
-                        plan.bucket_rows,
-                    );
+                if let Some(b) =
+                    bounds_from_read(&part, &clock, (first, last), total, plan.bucket_rows)
+                {
                     store = BucketStore::new(b.len() + 1, plan);
-                    bounds = Some(b);
+                    bounds = Some(Bounds::new(b));
                 }
             }
             classify_encode(
@@ -713,12 +732,17 @@ pub fn scan(
                 &clock,
                 (first, last),
                 shard,
-                bounds.as_deref().unwrap_or(&[]),
+                bounds.as_ref(),
                 &mut store,
                 &mut stats,
                 &mut read_per_day,
                 &numbers,
             )?;
+            if bounds.is_none() && store.rows.iter().any(|&r| r > 0) {
+                // Not reached (kept rows lie in the days, so the sample
+                // found them); if it were, one bucket keeps every row.
+                bounds = Some(Bounds::new(Vec::new()));
+            }
             offset += plan.chunk_rows;
         }
         stats
@@ -759,9 +783,9 @@ pub fn scan(
 }
 
 /// The bucket bounds (the first `shop_id` of every bucket after the first)
-/// from a sample: the shops of the rows of the first read that lie in the
-/// loaded days (`kept` of them, of `read` rows read, out of `total` rows in
-/// the files). Buckets get about `bucket_rows` rows each if the rest of the
+/// from a sample: the shops of the sampled rows of the first read that lie
+/// in the loaded days (`kept` of them, of `read` rows sampled, out of
+/// `total` rows in the files). Buckets get about `bucket_rows` rows each if the rest of the
 /// input is like the sample; a shop the sample missed falls in the range its
 /// name sorts into.
 fn sample_bounds<'a>(
@@ -796,10 +820,55 @@ fn sample_bounds<'a>(
     bounds
 }
 
-/// The bucket of a shop: the number of bounds at or below it.
+/// The bucket bounds (the first `shop_id` of every bucket after the first),
+/// with their first 8 bytes as big-endian integers (zero-padded), which
+/// decide most comparisons without a call to `memcmp`.
+struct Bounds {
+    names: Vec<String>,
+    prefixes: Vec<u64>,
+}
+
+impl Bounds {
+    fn new(names: Vec<String>) -> Bounds {
+        let prefixes = names.iter().map(|n| prefix8(n.as_bytes())).collect();
+        Bounds { names, prefixes }
+    }
+
+    fn buckets(&self) -> usize {
+        self.names.len() + 1
+    }
+
+    /// The bucket of a shop: the number of bounds at or below it.
+    #[inline]
+    fn bucket_of(&self, shop: &[u8]) -> usize {
+        let p = prefix8(shop);
+        let (mut lo, mut hi) = (0, self.names.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            // Zero-padded prefixes that differ order their strings the same
+            // way; equal ones need the whole strings.
+            let at_or_below = match self.prefixes[mid].cmp(&p) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => self.names[mid].as_bytes() <= shop,
+            };
+            if at_or_below {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// The first 8 bytes of `b`, zero-padded, as a big-endian integer.
 #[inline]
-fn bucket_of(bounds: &[String], shop: &str) -> usize {
-    bounds.partition_point(|b| b.as_bytes() <= shop.as_bytes())
+fn prefix8(b: &[u8]) -> u64 {
+    let mut x = [0u8; 8];
+    let n = b.len().min(8);
+    x[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(x)
 }
 
 /// A bit of the encoded flags: the row's peer is not a consumer.
@@ -851,6 +920,24 @@ impl LocalClock {
             })
             .collect();
         LocalClock { tz, lo, offsets }
+    }
+
+    /// A stored `ts` value (`per_ms` units a millisecond; naive ones are
+    /// local time) as (UTC ms, local day, local ms after midnight), or
+    /// `None` when it lies before 1900 or after 2200.
+    #[inline]
+    fn row_time(&self, stored: i64, per_ms: i64, tz_aware: bool) -> Option<(i64, i32, i32)> {
+        let raw = stored.div_euclid(per_ms);
+        let utc = if tz_aware {
+            raw
+        } else {
+            local_to_utc(&self.tz, raw)?
+        };
+        if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
+            return None;
+        }
+        let (d, t) = self.day_tod(utc);
+        Some((utc, d, t))
     }
 
     /// Local (day number, ms after midnight) of a UTC instant.
@@ -915,7 +1002,7 @@ fn classify_encode(
     clock: &LocalClock,
     (first, last): (i32, i32),
     shard: Shard,
-    bounds: &[String],
+    bounds: Option<&Bounds>,
     store: &mut BucketStore,
     stats: &mut LoadStats,
     read_per_day: &mut [u64],
@@ -1007,11 +1094,10 @@ fn classify_encode(
         }
         row0 += len;
     }
-    let k = bounds.len() + 1;
+    let k = bounds.map_or(1, Bounds::buckets);
     let days = read_per_day.len();
     let per_ms = per_ms(part.unit);
     let tz_aware = part.tz_aware;
-    let tz = settings.timezone;
     let sender_values = &settings.sender_values;
     let results: Vec<TaskRows> = tasks
         .par_iter()
@@ -1045,19 +1131,7 @@ fn classify_encode(
             let mut vals: [Option<&str>; 5] = [None; 5];
             for (j, i) in (s..e).zip(r0..) {
                 let raw = ts_a.get(j);
-                let time = raw.and_then(|v| {
-                    let raw = v.div_euclid(per_ms);
-                    let utc = if tz_aware {
-                        raw
-                    } else {
-                        local_to_utc(&tz, raw)?
-                    };
-                    if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
-                        return None;
-                    }
-                    let (d, t) = clock.day_tod(utc);
-                    Some((utc, d, t))
-                });
+                let time = raw.and_then(|v| clock.row_time(v, per_ms, tz_aware));
                 // Rows outside the loaded days are not part of this read.
                 if let Some((_, d, _)) = time {
                     if d < first || d > last {
@@ -1128,10 +1202,9 @@ fn classify_encode(
                 if peer_a.is_some_and(|p| p.get(j).is_some_and(|p| p != "consumer")) {
                     f |= NON_CONSUMER;
                 }
-                let b = if k == 1 {
-                    0
-                } else {
-                    bucket_of(bounds, vals[0].unwrap_or(""))
+                let b = match bounds {
+                    Some(bounds) if k > 1 => bounds.bucket_of(vals[0].unwrap_or("").as_bytes()),
+                    _ => 0,
                 };
                 let (buf, rows) = &mut out.buckets[b];
                 *rows += 1;
@@ -1193,37 +1266,62 @@ fn classify_encode(
     store.spill_if_over()
 }
 
-/// The shops of a read's rows that lie in the loaded days (for
-/// [`sample_bounds`]), and how many rows were read.
-fn sample_shops(part: &FileRows, clock: &LocalClock, first: i32, last: i32) -> Vec<String> {
+/// The bucket bounds from the first read (see [`sample_bounds`]): the shops
+/// of up to about 256K of its rows, evenly spaced, that lie in the loaded
+/// days; `None` when none does.
+fn bounds_from_read(
+    part: &FileRows,
+    clock: &LocalClock,
+    (first, last): (i32, i32),
+    total: u64,
+    bucket_rows: u64,
+) -> Option<Vec<String>> {
     let df = &part.df;
-    let (Ok(shop), Ok(ts)) = (df.column("shop_id"), df.column("ts")) else {
-        return Vec::new();
-    };
-    let (Ok(shop), Ok(ts)) = (
-        shop.as_materialized_series().str(),
-        ts.as_materialized_series().datetime(),
-    ) else {
-        return Vec::new();
-    };
+    let shop = df
+        .column("shop_id")
+        .ok()?
+        .as_materialized_series()
+        .str()
+        .ok()?;
+    let ts = df
+        .column("ts")
+        .ok()?
+        .as_materialized_series()
+        .datetime()
+        .ok()?;
+    let n = df.height();
+    let stride = n.div_ceil(1 << 18).max(1);
     let per_ms = per_ms(part.unit);
-    let tz = clock.tz;
-    shop.iter()
-        .zip(ts.physical().iter())
-        .filter_map(|(s, t)| {
-            let raw = t?.div_euclid(per_ms);
-            let utc = if part.tz_aware {
-                raw
-            } else {
-                local_to_utc(&tz, raw)?
-            };
-            if !(TS_MIN_MS..TS_MAX_MS).contains(&utc) {
-                return None;
-            }
-            let (d, _) = clock.day_tod(utc);
-            (first..=last).contains(&d).then(|| s.map(str::to_string))?
-        })
-        .collect()
+    let in_days = |t: Option<i64>| -> Option<()> {
+        let (_, d, _) = clock.row_time(t?, per_ms, part.tz_aware)?;
+        (first..=last).contains(&d).then_some(())
+    };
+    let ts = ts.physical();
+    let sample = |stride: usize| -> Vec<&str> {
+        (0..n)
+            .step_by(stride)
+            .filter_map(|i| {
+                in_days(ts.get(i))?;
+                shop.get(i)
+            })
+            .collect()
+    };
+    let mut shops = sample(stride);
+    let mut sampled = n.div_ceil(stride) as u64;
+    if shops.is_empty() && stride > 1 {
+        // The sample missed the few rows in the days, if any: look at all.
+        shops = sample(1);
+        sampled = n as u64;
+    }
+    if shops.is_empty() {
+        return None;
+    }
+    Some(sample_bounds(
+        shops.into_iter(),
+        sampled,
+        total,
+        bucket_rows,
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -1698,5 +1796,42 @@ mod tests {
         );
         let distinct: std::collections::BTreeSet<i32> = ny.offsets.iter().copied().collect();
         assert!(distinct.contains(&(-5 * 3_600_000)) && distinct.contains(&(-4 * 3_600_000)));
+    }
+
+    /// The prefix comparison finds the same bucket as comparing whole
+    /// strings, for names that share prefixes, hold zero bytes or are
+    /// shorter than 8 bytes.
+    #[test]
+    fn bucket_of_agrees_with_whole_string_comparison() {
+        let alphabet: &[&str] = &[
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "ab",
+            "shop0000",
+            "shop00001",
+            "shop0000\0",
+        ];
+        let mut names: Vec<String> = Vec::new();
+        for a in alphabet {
+            for b in alphabet {
+                names.push(format!("{a}{b}"));
+            }
+        }
+        names.sort();
+        names.dedup();
+        for step in [1, 2, 3, 5] {
+            let chosen: Vec<String> = names.iter().skip(1).step_by(step).cloned().collect();
+            let bounds = Bounds::new(chosen.clone());
+            for shop in &names {
+                let naive = chosen.partition_point(|b| b.as_bytes() <= shop.as_bytes());
+                assert_eq!(
+                    bounds.bucket_of(shop.as_bytes()),
+                    naive,
+                    "{shop:?} with {chosen:?}"
+                );
+            }
+        }
     }
 }

@@ -18,7 +18,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use polars::prelude::DataFrame;
-use rayon::prelude::*;
 
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
@@ -422,88 +421,79 @@ fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Resul
         let polars_err = |table: &str, e: polars::error::PolarsError| {
             Error::Io(format!("cannot build table {table} for {day}: {e}"))
         };
-        let (mut t_b, mut t_c) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-        let step = input::MemoryPlan::parallel_buckets();
+        let t_work = Instant::now();
+        // What the workers need of each platform's tables (the tables
+        // themselves are the consumer's).
+        let specs: Vec<(Vec<&Metric>, bool)> = tables
+            .iter()
+            .map(|t| (t.metrics.clone(), t.items.is_some()))
+            .collect();
+        // Every platform's tables of one bucket.
+        type Parts = (DataFrame, DataFrame, Option<DataFrame>, Vec<(u64, u64)>);
+        let compute = |msgs: &input::Messages| -> Result<Vec<Parts>> {
+            specs
+                .iter()
+                .map(|(metrics, keep_items)| {
+                    let result = engine::compute_day(
+                        msgs,
+                        metrics,
+                        day,
+                        EngineOptions {
+                            keep_items: *keep_items,
+                        },
+                    );
+                    let shop = output::shop_daily(msgs, metrics, &result)
+                        .map_err(|e| polars_err("shop_daily", e))?;
+                    let agent = output::agent_daily(msgs, metrics, &result)
+                        .map_err(|e| polars_err("agent_daily", e))?;
+                    let items = match keep_items {
+                        true => Some(
+                            output::items(msgs, metrics, &result)
+                                .map_err(|e| polars_err("items", e))?,
+                        ),
+                        false => None,
+                    };
+                    let totals = result
+                        .totals
+                        .iter()
+                        .map(|m| (m.counted, m.excluded))
+                        .collect();
+                    Ok((shop, agent, items, totals))
+                })
+                .collect()
+        };
+        // Adds one bucket's tables, in bucket order, so that they stay sorted.
+        let add = |tables: &mut Vec<DayTables>, parts: Vec<Parts>| -> Result<()> {
+            for (t, (shop, agent, items, totals)) in tables.iter_mut().zip(parts) {
+                for (acc, m) in t.totals.iter_mut().zip(totals) {
+                    acc.0 += m.0;
+                    acc.1 += m.1;
+                }
+                t.shop.push(shop);
+                t.agent.push(agent);
+                if let (Some(w), Some(df)) = (&mut t.items, items) {
+                    t.item_rows += df.height();
+                    w.write(&df)?;
+                }
+            }
+            Ok(())
+        };
         // A day without rows has no item, whatever the next day holds:
         // its tables are computed from no rows, without building buckets.
         let empty_day = loaded.read_rows_on(day) == 0;
-        let mut k = 0;
-        let mut empty_done = false;
-        while (empty_day && !empty_done) || (!empty_day && k < loaded.buckets()) {
-            let t = Instant::now();
-            let batch = if empty_day {
-                empty_done = true;
-                vec![input::Messages::default()]
-            } else {
-                loaded.buckets_at(k..(k + step).min(loaded.buckets()))?
-            };
-            k += batch.len();
-            t_b += t.elapsed();
-            let t = Instant::now();
-            // Every bucket's tables for every platform, computed in parallel.
-            type Parts = (DataFrame, DataFrame, Option<DataFrame>, Vec<(u64, u64)>);
-            let parts: Vec<Vec<Result<Parts>>> = batch
-                .par_iter()
-                .map(|msgs| {
-                    tables
-                        .iter()
-                        .map(|t| {
-                            let result = engine::compute_day(
-                                msgs,
-                                &t.metrics,
-                                day,
-                                EngineOptions {
-                                    keep_items: t.items.is_some(),
-                                },
-                            );
-                            let shop = output::shop_daily(msgs, &t.metrics, &result)
-                                .map_err(|e| polars_err("shop_daily", e))?;
-                            let agent = output::agent_daily(msgs, &t.metrics, &result)
-                                .map_err(|e| polars_err("agent_daily", e))?;
-                            let items = match t.items {
-                                Some(_) => Some(
-                                    output::items(msgs, &t.metrics, &result)
-                                        .map_err(|e| polars_err("items", e))?,
-                                ),
-                                None => None,
-                            };
-                            let totals = result
-                                .totals
-                                .iter()
-                                .map(|m| (m.counted, m.excluded))
-                                .collect();
-                            Ok((shop, agent, items, totals))
-                        })
-                        .collect()
-                })
-                .collect();
-            drop(batch);
-            // In bucket order, so that the tables stay sorted.
-            for bucket in parts {
-                for (t, part) in tables.iter_mut().zip(bucket) {
-                    let (shop, agent, items, totals) = part?;
-                    for (acc, m) in t.totals.iter_mut().zip(totals) {
-                        acc.0 += m.0;
-                        acc.1 += m.1;
-                    }
-                    t.shop.push(shop);
-                    t.agent.push(agent);
-                    if let (Some(w), Some(df)) = (&mut t.items, items) {
-                        t.item_rows += df.height();
-                        w.write(&df)?;
-                    }
-                }
-            }
-            t_c += t.elapsed();
+        let buckets = loaded.buckets();
+        if empty_day {
+            add(&mut tables, compute(&input::Messages::default())?)?;
+        } else {
+            schedule_buckets(&mut loaded, &compute, |parts| add(&mut tables, parts))?;
         }
         line(
             progress,
             &format!(
-                "  {day}: read {:.2}s, {} shop bucket(s) ordered {:.2}s, computed {:.2}s",
+                "  {day}: read {:.2}s, {} shop bucket(s) built and computed {:.2}s",
                 t_read.as_secs_f64(),
-                loaded.buckets(),
-                t_b.as_secs_f64(),
-                t_c.as_secs_f64()
+                if empty_day { 0 } else { buckets },
+                t_work.elapsed().as_secs_f64(),
             ),
         );
         let stats = loaded.stats.clone();
@@ -597,6 +587,87 @@ fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Resul
         let _ = std::fs::remove_dir_all(dir);
     }
     result
+}
+
+/// Builds and computes every bucket of `loaded` on one worker per core,
+/// each taking the next bucket as it becomes free (so a bucket holding a
+/// large shop does not hold the others up), and hands the results to `add`
+/// in bucket order. Workers run at most a few buckets ahead of `add`, which
+/// bounds the results waiting for their turn. The first error stops the
+/// work.
+fn schedule_buckets<P: Send>(
+    loaded: &mut input::Loaded,
+    compute: &(dyn Fn(&input::Messages) -> Result<P> + Sync),
+    mut add: impl FnMut(P) -> Result<()>,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Condvar, Mutex};
+    let n = loaded.buckets();
+    let workers = input::MemoryPlan::parallel_buckets().min(n).max(1);
+    let window = 2 * workers;
+    let next = AtomicUsize::new(0);
+    // (buckets added, stop)
+    let gate = (Mutex::new((0usize, false)), Condvar::new());
+    let shared = Mutex::new(loaded);
+    let stop = |gate: &(Mutex<(usize, bool)>, Condvar)| {
+        gate.0.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        gate.1.notify_all();
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Result<(input::Built, P)>)>();
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, gate, shared) = (&next, &gate, &shared);
+            scope.spawn(move || loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k >= n {
+                    break;
+                }
+                {
+                    let mut g = gate.0.lock().unwrap_or_else(|e| e.into_inner());
+                    while !g.1 && k >= g.0 + window {
+                        g = gate.1.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if g.1 {
+                        break;
+                    }
+                }
+                let rows = shared.lock().unwrap_or_else(|e| e.into_inner()).take(k);
+                let result = rows.and_then(|r| r.build()).and_then(|built| {
+                    let parts = compute(&built.messages)?;
+                    Ok((built, parts))
+                });
+                if tx.send((k, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Result<(input::Built, P)>> = BTreeMap::new();
+        let mut want = 0usize;
+        for (k, result) in rx.iter() {
+            pending.insert(k, result);
+            while let Some(result) = pending.remove(&want) {
+                let outcome = result.and_then(|(built, parts)| {
+                    drop(
+                        shared
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .absorb(built),
+                    );
+                    add(parts)
+                });
+                if let Err(e) = outcome {
+                    stop(&gate);
+                    return Err(e);
+                }
+                want += 1;
+                gate.0.lock().unwrap_or_else(|e| e.into_inner()).0 = want;
+                gate.1.notify_all();
+            }
+        }
+        Ok(())
+    })
 }
 
 /// `shop_rolling` for `day`: for each metric in force with `window_days` >
