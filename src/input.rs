@@ -235,21 +235,33 @@ const OPTIONAL_BOOLS: &[&str] = &["auto", "assist", "spam", "blocked"];
 struct FilePlan {
     path: PathBuf,
     lf: LazyFrame,
-    /// `shop_id` first.
+    /// `shop_id` first, `ts` last.
     exprs: Vec<Expr>,
+    /// What a read that only counts rows needs of them: `shop_id`,
+    /// `buyer_id`, `sender`, `ts`.
+    count_exprs: Vec<Expr>,
     predicate: Expr,
+    /// The predicate of the first loaded day alone (see [`FilePlan::has_rows_on`]).
+    first_day: Expr,
     unit: TimeUnit,
     tz_aware: bool,
     has_session_column: bool,
 }
 
-/// `utc` bounds a time-zone-aware (or epoch) `ts`, `local` a naive one, in
-/// milliseconds: `[lo, hi)`.
+/// Bounds of a `ts` predicate in milliseconds, `[lo, hi)`: `utc` for a
+/// time-zone-aware (or epoch) `ts`, `local` for a naive one.
+#[derive(Clone, Copy, Debug)]
+struct TsBounds {
+    utc: (i64, i64),
+    local: (i64, i64),
+}
+
+/// `bounds` select the loaded days, `first_day` the first of them.
 fn plan_file(
     path: &Path,
     settings: &InputSettings,
-    utc: (i64, i64),
-    local: (i64, i64),
+    bounds: TsBounds,
+    first_day: TsBounds,
 ) -> Result<FilePlan> {
     let shown = path.display().to_string();
     let bad = |msg: String| Error::BadData(format!("input file {shown}: {msg}"));
@@ -326,7 +338,8 @@ fn plan_file(
     let ts = col(ts_name.as_str());
     // The predicate is on the column as stored, so the scan can skip row
     // groups by their statistics; `ts` is then cast to a datetime.
-    let (unit, tz_aware, predicate, ts_expr) = match schema.get(ts_name.as_str()) {
+    type MakePredicate = Box<dyn Fn(TsBounds) -> Expr>;
+    let (unit, tz_aware, predicate, ts_expr): (_, _, MakePredicate, _) = match schema.get(ts_name.as_str()) {
         None => {
             return Err(bad(format!(
                 "required column `{ts_name}` is missing (columns present: {})",
@@ -336,10 +349,14 @@ fn plan_file(
         Some(DataType::Datetime(unit, tz)) => {
             let (unit, tz) = (*unit, tz.clone());
             let per_ms = per_ms(unit);
-            let bound = |ms: i64| lit(Scalar::new_datetime(ms.saturating_mul(per_ms), unit, tz.clone()));
-            let (lo_ms, hi_ms) = if tz.is_some() { utc } else { local };
-            let predicate = ts.clone().is_null().or(ts.clone().gt_eq(bound(lo_ms)).and(ts.clone().lt(bound(hi_ms))));
-            (unit, tz.is_some(), predicate, ts.clone().alias("ts"))
+            let aware = tz.is_some();
+            let ts_p = ts.clone();
+            let predicate = move |b: TsBounds| {
+                let bound = |ms: i64| lit(Scalar::new_datetime(ms.saturating_mul(per_ms), unit, tz.clone()));
+                let (lo_ms, hi_ms) = if aware { b.utc } else { b.local };
+                ts_p.clone().is_null().or(ts_p.clone().gt_eq(bound(lo_ms)).and(ts_p.clone().lt(bound(hi_ms))))
+            };
+            (unit, aware, Box::new(predicate) as MakePredicate, ts.clone().alias("ts"))
         }
         Some(dt) if dt.is_integer() && settings.ts_epoch_unit.is_some() => {
             use crate::rules::EpochUnit;
@@ -351,15 +368,18 @@ fn plan_file(
             };
             // Bounds in the stored unit (seconds round outwards).
             let stored_per_ms = per_ms(unit) as f64 / scale_to_unit as f64;
-            let (lo_ms, hi_ms) = utc;
-            let lo = (lo_ms as f64 * stored_per_ms).floor() as i64;
-            let hi = (hi_ms as f64 * stored_per_ms).ceil() as i64;
             let as_i64 = ts.clone().cast(DataType::Int64);
-            let predicate = ts.clone().is_null().or(as_i64.clone().gt_eq(lit(lo)).and(as_i64.clone().lt(lit(hi))));
+            let (ts_p, as_i64_p) = (ts.clone(), as_i64.clone());
+            let predicate = move |b: TsBounds| {
+                let (lo_ms, hi_ms) = b.utc;
+                let lo = (lo_ms as f64 * stored_per_ms).floor() as i64;
+                let hi = (hi_ms as f64 * stored_per_ms).ceil() as i64;
+                ts_p.clone().is_null().or(as_i64_p.clone().gt_eq(lit(lo)).and(as_i64_p.clone().lt(lit(hi))))
+            };
             let expr = (as_i64 * lit(scale_to_unit))
                 .cast(DataType::Datetime(unit, Some(polars::prelude::TimeZone::UTC)))
                 .alias("ts");
-            (unit, true, predicate, expr)
+            (unit, true, Box::new(predicate) as MakePredicate, expr)
         }
         Some(dt) if dt.is_integer() => {
             return Err(bad(format!(
@@ -375,12 +395,18 @@ fn plan_file(
         }
     };
     exprs.push(ts_expr);
+    let count_exprs = [0, 1, 2, exprs.len() - 1]
+        .iter()
+        .map(|&k| exprs[k].clone())
+        .collect();
     let has_session_column = schema.get(name("session_id").as_str()).is_some();
     Ok(FilePlan {
         path: path.to_path_buf(),
         lf,
         exprs,
-        predicate,
+        count_exprs,
+        predicate: predicate(bounds),
+        first_day: predicate(first_day),
         unit,
         tz_aware,
         has_session_column,
@@ -411,15 +437,21 @@ impl FilePlan {
     }
 
     /// Rows `offset..offset + len` of the file (in file order) that pass the
-    /// predicate, with canonical column names. The slice and the predicate
+    /// predicate, with canonical column names (only those that decide
+    /// whether a row is bad when `count_only`). The slice and the predicate
     /// go into the scan, which skips row groups outside both.
-    fn read(&self, offset: u64, len: u64) -> Result<FileRows> {
+    fn read(&self, offset: u64, len: u64, count_only: bool) -> Result<FileRows> {
+        let exprs = if count_only {
+            &self.count_exprs
+        } else {
+            &self.exprs
+        };
         let df = self
             .lf
             .clone()
             .slice(offset as i64, len.min(u32::MAX as u64) as IdxSize)
             .filter(self.predicate.clone())
-            .select(self.exprs.clone())
+            .select(exprs.clone())
             .collect()
             .map_err(|e| self.bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
         Ok(FileRows {
@@ -428,6 +460,29 @@ impl FilePlan {
             unit: self.unit,
             tz_aware: self.tz_aware,
         })
+    }
+
+    /// Whether any row of the file has a `ts` on local day `day` (read from
+    /// the `ts` column alone, in the first day's row groups).
+    fn has_rows_on(&self, clock: &LocalClock, day: i32) -> Result<bool> {
+        let df = self
+            .lf
+            .clone()
+            .filter(self.first_day.clone())
+            .select([self.exprs.last().expect("ts is selected").clone()])
+            .collect()
+            .map_err(|e| self.bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
+        let ts = df
+            .column("ts")
+            .and_then(|c| c.as_materialized_series().datetime().cloned())
+            .map_err(|e| self.bad(format!("column ts: {e}")))?;
+        let per_ms = per_ms(self.unit);
+        let found = ts.physical().iter().flatten().any(|v| {
+            clock
+                .row_time(v, per_ms, self.tz_aware)
+                .is_some_and(|(_, d, _)| d == day)
+        });
+        Ok(found)
     }
 
     /// The file row numbers of [`FilePlan::read`]'s rows, for naming bad
@@ -487,6 +542,41 @@ pub fn local_to_utc(tz: &Tz, local_ms: i64) -> Option<i64> {
         }
     };
     Some(local_ms - off.local_minus_utc() as i64 * 1000)
+}
+
+/// The `ts` predicate bounds of local days `first..=last`, pushed into the
+/// scan so that row groups outside them are skipped (the exact local-day
+/// test comes after). Aware instants are bounded in UTC by the offsets in
+/// force near each end, found minute by minute over days either side, so a
+/// zone with one offset gets the days' exact instants and one with a
+/// daylight-saving change near an end a margin of that change. Naive values
+/// are local times, bounded with an hour to spare.
+fn ts_bounds(tz: &Tz, first: i32, last: i32) -> TsBounds {
+    let local = (first as i64 * MS_PER_DAY, (last as i64 + 1) * MS_PER_DAY);
+    let hour = 3_600_000;
+    // The (least, greatest) offset in force at UTC instants within
+    // [at - 2 days, at + 3 days], or None out of chrono's range.
+    let offsets = |at: i64, dir: i64| -> Option<(i64, i64)> {
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for m in -2 * 1440..=3 * 1440 {
+            let t = at + dir * m * 60_000;
+            let dt = DateTime::from_timestamp_millis(t)?.naive_utc();
+            let off = tz.offset_from_utc_datetime(&dt).fix().local_minus_utc() as i64 * 1000;
+            lo = lo.min(off);
+            hi = hi.max(off);
+        }
+        Some((lo, hi))
+    };
+    // A row of the days has local = utc + offset(utc) in [local.0, local.1):
+    // near the start its utc is at least local.0 - (greatest offset there),
+    // near the end below local.1 - (least offset there); rows far from an
+    // end are further inside.
+    let lo = offsets(local.0, 1).map_or(local.0 - 2 * MS_PER_DAY, |(_, hi)| local.0 - hi);
+    let hi = offsets(local.1, -1).map_or(local.1 + 2 * MS_PER_DAY, |(lo, _)| local.1 - lo);
+    TsBounds {
+        utc: (lo, hi),
+        local: (local.0 - hour, local.1 + hour),
+    }
 }
 
 /// Bounds on timestamps kept: 1900-01-01 to 2200-01-01 (outside, a row is bad).
@@ -567,6 +657,7 @@ pub fn load(
         strict,
         shard,
         &MemoryPlan::unlimited(),
+        false,
     )?;
     let mut m = loaded.bucket(0)?;
     m.stats = loaded.stats.clone();
@@ -668,6 +759,12 @@ impl BucketRows {
 /// outside the days or the shard out, the rest encoded into shop buckets.
 /// Fails under `strict` on any bad row, or when bad rows are more than the
 /// rule file's `max_bad_row_share`.
+///
+/// With `probe_first`, the files are first asked (their `ts` column, in the
+/// first day's row groups) whether the first day has any row: when it has
+/// none, no row can make an item, so the rows are only counted and checked,
+/// not kept (the counts are the same). For days that may well be empty,
+/// such as the window days a back-fill computes.
 pub fn scan(
     files: &[PathBuf],
     settings: &InputSettings,
@@ -675,24 +772,16 @@ pub fn scan(
     strict: bool,
     shard: Shard,
     plan: &MemoryPlan,
+    probe_first: bool,
 ) -> Result<Loaded> {
     let first = day_number(days.first);
     let last = day_number(days.last);
-    // The pushed-down predicate keeps the days' instants with an hour to
-    // spare (naive values are local times; aware ones are compared in UTC);
-    // the exact local-day test comes after. Scans skip the row groups whose
-    // statistics lie outside.
-    let local = (first as i64 * MS_PER_DAY, (last as i64 + 1) * MS_PER_DAY);
-    let hour = 3_600_000;
-    let utc = (
-        local_to_utc(&settings.timezone, local.0).map_or(local.0 - 2 * MS_PER_DAY, |u| u - hour),
-        local_to_utc(&settings.timezone, local.1).map_or(local.1 + 2 * MS_PER_DAY, |u| u + hour),
-    );
-    let local = (local.0 - hour, local.1 + hour);
-
+    let tz = settings.timezone;
+    let ts_range = ts_bounds(&tz, first, last);
+    let first_day = ts_bounds(&tz, first, first);
     let plans: Vec<FilePlan> = files
         .iter()
-        .map(|p| plan_file(p, settings, utc, local))
+        .map(|p| plan_file(p, settings, ts_range, first_day))
         .collect::<Result<_>>()?;
     // With a session_id column in any file, rows without one (null, or from a
     // file lacking the column) are split by gaps among themselves (SPEC §2).
@@ -702,6 +791,17 @@ pub fn scan(
         .map(FilePlan::row_count)
         .collect::<Result<_>>()?;
     let total: u64 = counts.iter().sum();
+    let clock = LocalClock::new(tz, ts_range.utc.0, ts_range.utc.1);
+    let mut keep_rows = true;
+    if probe_first {
+        keep_rows = false;
+        for p in &plans {
+            if p.has_rows_on(&clock, first)? {
+                keep_rows = true;
+                break;
+            }
+        }
+    }
     // The bucket bounds come from the first read that keeps rows (a sample
     // of the shops' traffic); until then there is one bucket.
     let mut bounds: Option<Bounds> = (total <= plan.bucket_rows).then(|| Bounds::new(Vec::new()));
@@ -711,14 +811,13 @@ pub fn scan(
         ..Default::default()
     };
     let mut read_per_day = vec![0u64; (last - first + 1).max(0) as usize];
-    let clock = LocalClock::new(settings.timezone, utc.0, utc.1);
     for (fp, &rows) in plans.iter().zip(&counts) {
         let before = stats.rows_read;
         let mut offset = 0;
         while offset < rows.max(1) {
-            let part = fp.read(offset, plan.chunk_rows)?;
+            let part = fp.read(offset, plan.chunk_rows, !keep_rows)?;
             let numbers = || fp.row_numbers(offset, plan.chunk_rows);
-            if bounds.is_none() {
+            if bounds.is_none() && keep_rows {
                 if let Some(b) =
                     bounds_from_read(&part, &clock, (first, last), total, plan.bucket_rows)
                 {
@@ -737,6 +836,7 @@ pub fn scan(
                 &mut stats,
                 &mut read_per_day,
                 &numbers,
+                keep_rows,
             )?;
             if bounds.is_none() && store.rows.iter().any(|&r| r > 0) {
                 // Not reached (kept rows lie in the days, so the sample
@@ -994,7 +1094,7 @@ struct ReadArrays<'a> {
 /// Classifies one read's rows and encodes the kept ones into `store`, in
 /// parallel over pieces of the read: bad rows counted (with examples), rows
 /// outside the loaded days or another shard's dropped, the rest encoded
-/// into their shop's bucket in input order.
+/// into their shop's bucket in input order (only counted unless `keep`).
 #[allow(clippy::too_many_arguments)]
 fn classify_encode(
     mut part: FileRows,
@@ -1007,6 +1107,7 @@ fn classify_encode(
     stats: &mut LoadStats,
     read_per_day: &mut [u64],
     row_numbers: &dyn Fn() -> Result<Vec<u32>>,
+    keep: bool,
 ) -> Result<()> {
     let shown = part.path.display().to_string();
     let fail = |e: PolarsError| Error::BadData(format!("input file {shown}: {e}"));
@@ -1198,6 +1299,9 @@ fn classify_encode(
                     if a.get(j) == Some(true) {
                         f |= bit;
                     }
+                }
+                if !keep {
+                    continue;
                 }
                 if peer_a.is_some_and(|p| p.get(j).is_some_and(|p| p != "consumer")) {
                     f |= NON_CONSUMER;

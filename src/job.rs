@@ -138,7 +138,7 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
                 line(
                     progress,
                     &format!(
-                        "{}{prev} was provisional (its next day had not landed): recomputing it",
+                        "{}{prev} was provisional (its next day had not landed, or a killed run left it incomplete): recomputing it",
                         tag(cfgs, c)
                     ),
                 );
@@ -163,7 +163,7 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
             .filter(|(_, days)| days.contains(&day))
             .map(|(c, _)| c)
             .collect();
-        let summaries = daily(&who, day, progress)?;
+        let summaries = daily(&who, day, false, progress)?;
         backfill_windows(&who, day, progress)?;
         for (c, mut summary) in who.iter().zip(summaries) {
             let rolling = rolling(c, day, progress)?;
@@ -211,9 +211,7 @@ fn backfill_windows(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> 
             .unwrap_or(0);
         for back in 1..widest {
             let d = day - chrono::Duration::days(back as i64);
-            let file = output::partition_dir(&c.output, "shop_daily", &c.platform, d)
-                .join(c.shard.data_file());
-            if !file.exists() {
+            if !output::is_committed(&c.output, "shop_daily", &c.platform, d, c.shard) {
                 need.entry(d).or_default().push(c);
             }
         }
@@ -228,7 +226,7 @@ fn backfill_windows(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> 
                 "  {day}: the windows need {d}, which has no shop_daily partition: computing it"
             ),
         );
-        match daily(&who, d, progress) {
+        match daily(&who, d, true, progress) {
             Ok(_) => {}
             // No input for that day at all: rolling() warns, it adds nothing.
             Err(Error::NoInput(_)) => {}
@@ -256,6 +254,7 @@ fn commit_table(
     df: &mut polars::prelude::DataFrame,
     extra: serde_json::Value,
 ) -> Result<()> {
+    output::retract_manifest(&cfg.output, table, &cfg.platform, day, cfg.shard)?;
     output::commit_partition(&cfg.output, table, &cfg.platform, day, cfg.shard, df)?;
     commit_manifest(cfg, table, day, df.height(), extra)
 }
@@ -299,10 +298,19 @@ fn rules_hash(cfg: &RunConfig, metrics: &[&Metric]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `day`'s committed `shop_daily` must be recomputed: it was written
+/// without its next day's messages, or a run was killed while rewriting it
+/// (its data file is there without its manifest).
 fn is_provisional(cfg: &RunConfig, day: NaiveDate) -> bool {
-    output::read_manifest(&cfg.output, "shop_daily", &cfg.platform, day, cfg.shard)
-        .and_then(|m| m.get("provisional").and_then(|v| v.as_bool()))
-        .unwrap_or(false)
+    match output::read_manifest(&cfg.output, "shop_daily", &cfg.platform, day, cfg.shard) {
+        Some(m) => m
+            .get("provisional")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        None => output::partition_dir(&cfg.output, "shop_daily", &cfg.platform, day)
+            .join(cfg.shard.data_file())
+            .exists(),
+    }
 }
 
 /// Computes `day` from the input for each of `cfgs` and commits their
@@ -310,7 +318,16 @@ fn is_provisional(cfg: &RunConfig, day: NaiveDate) -> bool {
 /// with the same `[input]` settings share one read; the day is computed
 /// bucket by bucket (ranges of shops, in shop order, see
 /// [`input::MemoryPlan`]), every platform from the same bucket.
-fn daily(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Result<Vec<DaySummary>> {
+///
+/// `window_day` says the day is computed for a rolling window (and may well
+/// have no messages): the input is first asked whether it has any on the
+/// day, and when it has none the read only counts (see [`input::scan`]).
+fn daily(
+    cfgs: &[&RunConfig],
+    day: NaiveDate,
+    window_day: bool,
+    progress: Progress,
+) -> Result<Vec<DaySummary>> {
     // Group the platforms by input settings, keeping the order of `cfgs`.
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, c) in cfgs.iter().enumerate() {
@@ -323,7 +340,10 @@ fn daily(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Result<Vec<
     let mut out: Vec<Option<DaySummary>> = (0..cfgs.len()).map(|_| None).collect();
     for (_, group) in groups {
         let members: Vec<&RunConfig> = group.iter().map(|&i| cfgs[i]).collect();
-        for (i, s) in group.iter().zip(daily_group(&members, day, progress)?) {
+        for (i, s) in group
+            .iter()
+            .zip(daily_group(&members, day, window_day, progress)?)
+        {
             out[*i] = Some(s);
         }
     }
@@ -355,7 +375,12 @@ struct DayTables<'a> {
 }
 
 /// [`daily`] for platforms sharing their input settings.
-fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Result<Vec<DaySummary>> {
+fn daily_group(
+    cfgs: &[&RunConfig],
+    day: NaiveDate,
+    window_day: bool,
+    progress: Progress,
+) -> Result<Vec<DaySummary>> {
     let started = Instant::now();
     let cfg = cfgs[0];
     let next = day
@@ -387,6 +412,7 @@ fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Resul
             cfg.strict,
             cfg.shard,
             &plan,
+            window_day,
         )?;
         let t_read = t_read.elapsed();
         for ex in &loaded.stats.bad_examples {
@@ -555,6 +581,7 @@ fn daily_group(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Resul
             let mut shop = concat(t.shop, "shop_daily")?;
             let mut agent = concat(t.agent, "agent_daily")?;
             if let Some(items) = t.items {
+                output::retract_manifest(&c.output, "items", &c.platform, day, c.shard)?;
                 items.commit()?;
                 commit_manifest(c, "items", day, t.item_rows, manifest.clone())?;
             }
@@ -690,7 +717,7 @@ fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<Me
             Some(rows) => rows,
             None => {
                 line(progress, &format!("  {day}: the window needs {d}, which has no shop_daily partition: computing it"));
-                match daily(&[cfg], d, progress) {
+                match daily(&[cfg], d, true, progress) {
                     Ok(_) => {}
                     // No input for that day at all: it adds nothing.
                     Err(Error::NoInput(msg)) => {

@@ -547,7 +547,7 @@ pub fn read_shop_daily(
     shard: Shard,
 ) -> Result<Option<Vec<DailyRow>>> {
     let path = partition_dir(out, "shop_daily", platform, day).join(shard.data_file());
-    if !path.exists() {
+    if !is_committed(out, "shop_daily", platform, day, shard) {
         return Ok(None);
     }
     let bad = |e: &dyn std::fmt::Display| {
@@ -734,6 +734,32 @@ pub fn commit_manifest(
 }
 
 /// Reads a partition's manifest, if there is one.
+/// Whether `table`'s partition of `day` is committed whole: its data file
+/// and its manifest are there. A rewrite removes the manifest before it
+/// replaces the data file and writes the manifest after, so a run killed in
+/// between leaves a partition that later runs recompute instead of trust.
+pub fn is_committed(out: &Path, table: &str, platform: &str, day: NaiveDate, shard: Shard) -> bool {
+    let dir = partition_dir(out, table, platform, day);
+    dir.join(shard.data_file()).exists() && dir.join(shard.manifest_file()).exists()
+}
+
+/// Removes `table`'s manifest of `day` (if any), before its partition is
+/// rewritten (see [`is_committed`]).
+pub fn retract_manifest(
+    out: &Path,
+    table: &str,
+    platform: &str,
+    day: NaiveDate,
+    shard: Shard,
+) -> Result<()> {
+    let path = partition_dir(out, table, platform, day).join(shard.manifest_file());
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(format!("cannot remove {}: {e}", path.display()))),
+    }
+}
+
 pub fn read_manifest(
     out: &Path,
     table: &str,
