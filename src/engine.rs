@@ -12,7 +12,9 @@
 //! metric, threads in parallel. Every comparison and sum is in integer
 //! milliseconds.
 
-use std::collections::HashMap;
+/// The engine's hash maps: foldhash, fast on small integer keys (every
+/// output is sorted, so iteration order never shows).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use chrono::NaiveDate;
 use rayon::prelude::*;
@@ -94,7 +96,7 @@ pub struct DayResult {
 impl DayResult {
     /// (shop, metric index) → counts, the sum of the agent rows.
     pub fn by_shop(&self) -> HashMap<(u32, u16), Counts> {
-        let mut out: HashMap<(u32, u16), Counts> = HashMap::new();
+        let mut out: HashMap<(u32, u16), Counts> = HashMap::default();
         for (&(shop, _, m), c) in &self.by_agent {
             let e = out.entry((shop, m)).or_default();
             e.numerator += c.numerator;
@@ -448,7 +450,7 @@ impl MetricCtx<'_> {
 fn sessions(m: &Messages, s: usize, e: usize, d: i32, gap_ms: i64) -> Vec<Vec<usize>> {
     let rows = (s..e).filter(|&i| m.day[i] == d);
     let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut by_id: HashMap<u32, usize> = HashMap::new();
+    let mut by_id: HashMap<u32, usize> = HashMap::default();
     let mut current: Option<usize> = None; // index in `out` of the open gap-split session
     let mut last_ts: Option<i64> = None;
     for i in rows {

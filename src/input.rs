@@ -631,8 +631,9 @@ impl MemoryPlan {
             (bytes / 2 / BYTES_PER_BUCKET_ROW / Self::parallel_buckets() as u64).max(1000);
         MemoryPlan {
             bucket_rows,
-            // A read chunk holds the file's strings as Arrow views (~150 B a row).
-            chunk_rows: (bytes / 4 / 150).clamp(1000, 1 << 24),
+            // A read chunk holds the file's strings as Arrow views (~150 B a
+            // row), and polars' decoding about as much again while it reads.
+            chunk_rows: (bytes / 8 / 150).clamp(1000, 1 << 24),
             spill_bytes: bytes / 4,
             spill_dir,
         }
