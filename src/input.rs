@@ -686,6 +686,11 @@ impl Loaded {
         self.store.buckets()
     }
 
+    /// How many rows bucket `k` holds (before de-duplication).
+    pub fn bucket_rows(&self, k: usize) -> u64 {
+        self.store.rows.get(k).copied().unwrap_or(0)
+    }
+
     /// Rows of `day` the read kept (before de-duplication and the peer
     /// filter): zero on the first day means the day has no item whatever
     /// the other days hold.
@@ -1526,6 +1531,38 @@ impl Drop for BucketStore {
     }
 }
 
+/// A string key of the bucket build's hash tables: bytes compared with a
+/// few word loads instead of a call to `memcmp` (ids are mostly short).
+#[derive(Clone, Copy, Debug, Eq)]
+struct Key<'a>(&'a [u8]);
+
+impl PartialEq for Key<'_> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0, other.0);
+        let n = a.len();
+        if n != b.len() {
+            return false;
+        }
+        let word = |x: &[u8], at: usize| u64::from_ne_bytes(x[at..at + 8].try_into().expect("8"));
+        let half = |x: &[u8], at: usize| u32::from_ne_bytes(x[at..at + 4].try_into().expect("4"));
+        match n {
+            // First and last 8 (or 4) bytes, overlapping: every byte is in one.
+            8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+            4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+            0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+            _ => a == b,
+        }
+    }
+}
+
+impl std::hash::Hash for Key<'_> {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.0);
+    }
+}
+
 /// One encoded row, parsed (see the layout above).
 struct Row<'a> {
     ts: i64,
@@ -1616,18 +1653,18 @@ fn build(
     let mut shop_rows: Vec<u64> = Vec::new();
     let mut shop_bytes: Vec<u64> = Vec::new();
     {
-        let mut shops: PlHashMap<&[u8], u32> = PlHashMap::new();
+        let mut shops: PlHashMap<Key, u32> = PlHashMap::new();
         for bytes in &segments {
             let mut p = 0usize;
             while p < bytes.len() {
                 let at = p;
                 let r = parse_row(bytes, &mut p)?;
                 let len = u32::try_from(p - at).map_err(|_| corrupt_spill())?;
-                let shop = match shops.get(r.shop) {
+                let shop = match shops.get(&Key(r.shop)) {
                     Some(&c) => c,
                     None => {
                         let c = shop_names.len() as u32;
-                        shops.insert(r.shop, c);
+                        shops.insert(Key(r.shop), c);
                         shop_names.push(name(r.shop));
                         shop_rows.push(0);
                         shop_bytes.push(0);
@@ -1700,12 +1737,12 @@ fn build(
     let mut recs: Vec<Rec> = Vec::with_capacity(rows_total as usize);
     let mut shop_of_thread: Vec<u32> = Vec::new();
     let mut buyer_names: Vec<String> = Vec::new();
-    let mut agents: PlHashMap<&[u8], u32> = PlHashMap::new();
+    let mut agents: PlHashMap<Key, u32> = PlHashMap::new();
     let mut agent_names: Vec<String> = vec![String::new()];
-    agents.insert(b"", 0);
-    let mut sessions: PlHashMap<&[u8], u32> = PlHashMap::new();
-    let mut seen: PlHashSet<(i32, &[u8])> = PlHashSet::new();
-    let mut threads_of: PlHashMap<&[u8], u32> = PlHashMap::new();
+    agents.insert(Key(b""), 0);
+    let mut sessions: PlHashMap<Key, u32> = PlHashMap::new();
+    let mut seen: PlHashSet<(i32, Key)> = PlHashSet::new();
+    let mut threads_of: PlHashMap<Key, u32> = PlHashMap::new();
     let mut i = 0u32; // the row's place in shop order: input order within a shop
     for (shop, (&n, w)) in shop_rows.iter().zip(shop_start.windows(2)).enumerate() {
         let bytes = &region[w[0]..w[1]];
@@ -1725,7 +1762,7 @@ fn build(
             let row = i;
             i += 1;
             if let Some(msg) = r.msg {
-                if !seen.insert((r.day, msg)) {
+                if !seen.insert((r.day, Key(msg))) {
                     stats.duplicates += 1;
                     continue;
                 }
@@ -1736,14 +1773,14 @@ fn build(
                 continue;
             }
             *per_day.entry(r.day).or_default() += 1;
-            let thread = *threads_of.entry(r.buyer).or_insert_with(|| {
+            let thread = *threads_of.entry(Key(r.buyer)).or_insert_with(|| {
                 shop_of_thread.push(shop as u32);
                 buyer_names.push(name(r.buyer));
                 (buyer_names.len() - 1) as u32
             });
             let agent = match r.agent {
                 None => 0,
-                Some(a) => *agents.entry(a).or_insert_with(|| {
+                Some(a) => *agents.entry(Key(a)).or_insert_with(|| {
                     agent_names.push(name(a));
                     (agent_names.len() - 1) as u32
                 }),
@@ -1751,7 +1788,7 @@ fn build(
             let session = match r.session {
                 Some(s) if has_session_column => {
                     let next = sessions.len() as u32;
-                    *sessions.entry(s).or_insert(next)
+                    *sessions.entry(Key(s)).or_insert(next)
                 }
                 _ => NONE,
             };
@@ -1936,6 +1973,24 @@ mod tests {
                     naive,
                     "{shop:?} with {chosen:?}"
                 );
+            }
+        }
+    }
+
+    /// Key equality is byte equality, at every length around the word sizes.
+    #[test]
+    fn key_equality_is_byte_equality() {
+        let base: Vec<u8> = (0u8..40).map(|b| b.wrapping_mul(37)).collect();
+        for n in 0..40 {
+            let a = &base[..n];
+            assert_eq!(Key(a), Key(&base.clone()[..n]));
+            for k in 0..n {
+                let mut other = a.to_vec();
+                other[k] ^= 1;
+                assert_ne!(Key(a), Key(&other), "length {n}, byte {k}");
+            }
+            if n > 0 {
+                assert_ne!(Key(a), Key(&base[..n - 1]));
             }
         }
     }

@@ -511,7 +511,14 @@ fn daily_group(
         if empty_day {
             add(&mut tables, compute(&input::Messages::default())?)?;
         } else {
-            schedule_buckets(&mut loaded, &compute, |parts| add(&mut tables, parts))?;
+            // Waiting results hold their items; without items they are small.
+            let ahead = specs
+                .iter()
+                .any(|(_, items)| *items)
+                .then_some(2 * input::MemoryPlan::parallel_buckets());
+            schedule_buckets(&mut loaded, ahead, &compute, |parts| {
+                add(&mut tables, parts)
+            })?;
         }
         line(
             progress,
@@ -617,13 +624,16 @@ fn daily_group(
 }
 
 /// Builds and computes every bucket of `loaded` on one worker per core,
-/// each taking the next bucket as it becomes free (so a bucket holding a
-/// large shop does not hold the others up), and hands the results to `add`
-/// in bucket order. Workers run at most a few buckets ahead of `add`, which
+/// each taking the next bucket as it becomes free, and hands the results to
+/// `add` in bucket order. The largest bucket (the one holding the day's
+/// largest shop, often several times the others) is taken first, so that
+/// the other workers go through the rest meanwhile. Apart from it, workers
+/// run at most `ahead` buckets ahead of `add` (`None`: no limit), which
 /// bounds the results waiting for their turn. The first error stops the
 /// work.
 fn schedule_buckets<P: Send>(
     loaded: &mut input::Loaded,
+    ahead: Option<usize>,
     compute: &(dyn Fn(&input::Messages) -> Result<P> + Sync),
     mut add: impl FnMut(P) -> Result<()>,
 ) -> Result<()> {
@@ -631,7 +641,13 @@ fn schedule_buckets<P: Send>(
     use std::sync::{mpsc, Condvar, Mutex};
     let n = loaded.buckets();
     let workers = input::MemoryPlan::parallel_buckets().min(n).max(1);
-    let window = 2 * workers;
+    let window = ahead.unwrap_or(n).max(workers);
+    let largest = (0..n)
+        .max_by_key(|&k| (loaded.bucket_rows(k), std::cmp::Reverse(k)))
+        .unwrap_or(0);
+    let order: Vec<usize> = std::iter::once(largest)
+        .chain((0..n).filter(|&k| k != largest))
+        .collect();
     let next = AtomicUsize::new(0);
     // (buckets added, stop)
     let gate = (Mutex::new((0usize, false)), Condvar::new());
@@ -644,28 +660,26 @@ fn schedule_buckets<P: Send>(
         let (tx, rx) = mpsc::channel::<(usize, Result<(input::Built, P)>)>();
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, gate, shared) = (&next, &gate, &shared);
-            scope.spawn(move || loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                if k >= n {
-                    break;
-                }
-                {
-                    let mut g = gate.0.lock().unwrap_or_else(|e| e.into_inner());
-                    while !g.1 && k >= g.0 + window {
-                        g = gate.1.wait(g).unwrap_or_else(|e| e.into_inner());
+            let (next, gate, shared, order) = (&next, &gate, &shared, &order);
+            scope.spawn(move || {
+                while let Some(&k) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    {
+                        let mut g = gate.0.lock().unwrap_or_else(|e| e.into_inner());
+                        while !g.1 && k != largest && k >= g.0 + window {
+                            g = gate.1.wait(g).unwrap_or_else(|e| e.into_inner());
+                        }
+                        if g.1 {
+                            break;
+                        }
                     }
-                    if g.1 {
+                    let rows = shared.lock().unwrap_or_else(|e| e.into_inner()).take(k);
+                    let result = rows.and_then(|r| r.build()).and_then(|built| {
+                        let parts = compute(&built.messages)?;
+                        Ok((built, parts))
+                    });
+                    if tx.send((k, result)).is_err() {
                         break;
                     }
-                }
-                let rows = shared.lock().unwrap_or_else(|e| e.into_inner()).take(k);
-                let result = rows.and_then(|r| r.build()).and_then(|built| {
-                    let parts = compute(&built.messages)?;
-                    Ok((built, parts))
-                });
-                if tx.send((k, result)).is_err() {
-                    break;
                 }
             });
         }
