@@ -857,6 +857,7 @@ pub fn scan(
     }
     drop(plans);
 
+    store.finish_spill()?;
     if stats.bad_rows > 0 {
         let share = stats.bad_rows as f64 / stats.rows_read.max(1) as f64;
         let examples = stats.bad_examples.join("; ");
@@ -1442,8 +1443,10 @@ fn bounds_from_read(
 // length (one byte, or 0xFF and a u32) and its bytes; little-endian.
 
 /// The buckets' encoded rows, as segments of whole rows: in memory until
-/// their total passes the plan's `spill_bytes`, then appended to one file per
-/// bucket.
+/// their total passes half the plan's `spill_bytes`, then appended to one
+/// file per bucket by a writer thread while the read goes on (so at most
+/// about `spill_bytes` wait in memory: one batch being written, one
+/// filling).
 struct BucketStore {
     mem: Vec<Vec<Vec<u8>>>,
     rows: Vec<u64>,
@@ -1451,6 +1454,64 @@ struct BucketStore {
     in_mem: u64,
     spill_bytes: u64,
     spill_dir: Option<PathBuf>,
+    writer: Option<SpillWriter>,
+}
+
+/// One batch of spilled segments: (file, segments to append), in order.
+type SpillBatch = Vec<(PathBuf, Vec<Vec<u8>>)>;
+
+/// The thread that appends spilled segments to their files, batch by batch
+/// in the order sent.
+struct SpillWriter {
+    tx: Option<std::sync::mpsc::SyncSender<SpillBatch>>,
+    handle: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl SpillWriter {
+    fn start() -> SpillWriter {
+        // A rendezvous channel: a batch is handed over only when the thread
+        // has finished the one before.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<SpillBatch>(0);
+        let handle = std::thread::spawn(move || -> Result<()> {
+            for batch in rx {
+                for (path, segments) in batch {
+                    let io = |e: std::io::Error| {
+                        Error::Io(format!("cannot write spill file {}: {e}", path.display()))
+                    };
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(io)?;
+                    for seg in segments {
+                        std::io::Write::write_all(&mut f, &seg).map_err(io)?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        SpillWriter {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Hands a batch over (waiting for the previous one to be written);
+    /// false when the thread has stopped on an error ([`SpillWriter::finish`]
+    /// says which).
+    fn send(&mut self, batch: SpillBatch) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok())
+    }
+
+    /// Waits for every batch to be written.
+    fn finish(&mut self) -> Result<()> {
+        drop(self.tx.take());
+        match self.handle.take().map(|h| h.join()) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(Error::Io("the spill writer thread panicked".into())),
+        }
+    }
 }
 
 impl BucketStore {
@@ -1462,6 +1523,7 @@ impl BucketStore {
             in_mem: 0,
             spill_bytes: plan.spill_bytes,
             spill_dir: plan.spill_dir.clone(),
+            writer: None,
         }
     }
 
@@ -1480,13 +1542,16 @@ impl BucketStore {
         let Some(dir) = &self.spill_dir else {
             return Ok(());
         };
-        if self.in_mem <= self.spill_bytes {
+        if self.in_mem <= self.spill_bytes / 2 {
             return Ok(());
         }
-        let io = |p: &Path, e: std::io::Error| {
-            Error::Io(format!("cannot write spill file {}: {e}", p.display()))
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        if self.writer.is_none() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Io(format!("cannot create spill folder {}: {e}", dir.display()))
+            })?;
+            self.writer = Some(SpillWriter::start());
+        }
+        let mut batch: SpillBatch = Vec::new();
         for (k, segments) in self.mem.iter_mut().enumerate() {
             if segments.is_empty() {
                 continue;
@@ -1494,17 +1559,25 @@ impl BucketStore {
             let path = self.files[k]
                 .get_or_insert_with(|| dir.join(format!("bucket-{k:05}.bin")))
                 .clone();
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| io(&path, e))?;
-            for seg in segments.drain(..) {
-                std::io::Write::write_all(&mut f, &seg).map_err(|e| io(&path, e))?;
-            }
+            batch.push((path, std::mem::take(segments)));
         }
         self.in_mem = 0;
+        let writer = self.writer.as_mut().expect("started");
+        if !writer.send(batch) {
+            // The thread stopped early, which only an error makes it do.
+            writer.finish()?;
+            return Err(Error::Io("the spill writer stopped".into()));
+        }
         Ok(())
+    }
+
+    /// Waits until every spilled segment is in its file (before any
+    /// [`BucketStore::take`]).
+    fn finish_spill(&mut self) -> Result<()> {
+        match &mut self.writer {
+            Some(w) => w.finish(),
+            None => Ok(()),
+        }
     }
 
     /// Bucket `k`'s segments, in input order; its spill file is removed.
@@ -1525,6 +1598,7 @@ impl BucketStore {
 
 impl Drop for BucketStore {
     fn drop(&mut self) {
+        let _ = self.finish_spill();
         for p in self.files.iter().flatten() {
             let _ = std::fs::remove_file(p);
         }
@@ -1755,6 +1829,10 @@ fn build(
         } else {
             seen.clear();
             threads_of.clear();
+            // Room for every row at once: growing a large shop's table
+            // step by step re-hashes it from scattered keys.
+            seen.reserve(n);
+            threads_of.reserve(n / 8);
         }
         let mut p = 0usize;
         while p < bytes.len() {
