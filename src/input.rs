@@ -706,8 +706,10 @@ impl Loaded {
     /// Bucket `k`'s rows as the engine's table (its `stats` are the
     /// bucket's own; the totals take them in). Each bucket can be taken once.
     pub fn bucket(&mut self, k: usize) -> Result<Messages> {
-        let built = self.take(k)?.build()?;
-        Ok(self.absorb(built))
+        let (mut messages, counts) = self.take(k)?.build()?.split();
+        self.absorb(counts);
+        messages.stats.files = self.stats.files;
+        Ok(messages)
     }
 
     /// Bucket `k`'s encoded rows, to [`BucketRows::build`] anywhere (a
@@ -719,23 +721,17 @@ impl Loaded {
         })
     }
 
-    /// Adds a built bucket's counts to the totals, and returns its table.
-    /// Every bucket goes through here once, in any order.
-    pub fn absorb(&mut self, built: Built) -> Messages {
-        let Built {
-            mut messages,
-            per_day,
-        } = built;
-        self.stats.duplicates += messages.stats.duplicates;
-        self.stats.non_consumer += messages.stats.non_consumer;
-        for (d, n) in per_day {
+    /// Adds a built bucket's counts to the totals. Every bucket's counts
+    /// come here once, in any order.
+    pub fn absorb(&mut self, counts: BucketCounts) {
+        self.stats.duplicates += counts.duplicates;
+        self.stats.non_consumer += counts.non_consumer;
+        for (d, n) in counts.per_day {
             *self.per_day.entry(d).or_default() += n;
         }
-        messages.stats.files = self.stats.files;
         self.stats.rows_per_day = (self.first..=self.last)
             .map(|d| (day_date(d), self.per_day.get(&d).copied().unwrap_or(0)))
             .collect();
-        messages
     }
 }
 
@@ -745,11 +741,25 @@ pub struct BucketRows {
     has_session_column: bool,
 }
 
-/// A built bucket: its table, and its rows per local day, for
-/// [`Loaded::absorb`].
+/// A built bucket: its table and the counts [`Loaded::absorb`] adds up.
 pub struct Built {
-    pub messages: Messages,
+    messages: Messages,
+    counts: BucketCounts,
+}
+
+/// What a bucket's build counted: duplicates, non-consumer rows, and rows
+/// kept per local day. Small, so it can wait for its turn without the table.
+pub struct BucketCounts {
+    duplicates: u64,
+    non_consumer: u64,
     per_day: PlHashMap<i32, u64>,
+}
+
+impl Built {
+    /// The table, and the counts (to [`Loaded::absorb`]).
+    pub fn split(self) -> (Messages, BucketCounts) {
+        (self.messages, self.counts)
+    }
 }
 
 impl BucketRows {
@@ -757,7 +767,12 @@ impl BucketRows {
     /// [`Loaded`], so buckets can be built on several threads at once.
     pub fn build(self) -> Result<Built> {
         let (messages, per_day) = build(self.segments, self.has_session_column)?;
-        Ok(Built { messages, per_day })
+        let counts = BucketCounts {
+            duplicates: messages.stats.duplicates,
+            non_consumer: messages.stats.non_consumer,
+            per_day,
+        };
+        Ok(Built { messages, counts })
     }
 }
 

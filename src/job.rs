@@ -657,7 +657,10 @@ fn schedule_buckets<P: Send>(
         gate.1.notify_all();
     };
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Result<(input::Built, P)>)>();
+        // A result waits for its turn as counts and tables, without the
+        // bucket's rows.
+        type Done<P> = Result<(input::BucketCounts, P)>;
+        let (tx, rx) = mpsc::channel::<(usize, Done<P>)>();
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, gate, shared, order) = (&next, &gate, &shared, &order);
@@ -674,8 +677,9 @@ fn schedule_buckets<P: Send>(
                     }
                     let rows = shared.lock().unwrap_or_else(|e| e.into_inner()).take(k);
                     let result = rows.and_then(|r| r.build()).and_then(|built| {
-                        let parts = compute(&built.messages)?;
-                        Ok((built, parts))
+                        let (messages, counts) = built.split();
+                        let parts = compute(&messages)?;
+                        Ok((counts, parts))
                     });
                     if tx.send((k, result)).is_err() {
                         break;
@@ -684,18 +688,16 @@ fn schedule_buckets<P: Send>(
             });
         }
         drop(tx);
-        let mut pending: BTreeMap<usize, Result<(input::Built, P)>> = BTreeMap::new();
+        let mut pending: BTreeMap<usize, Done<P>> = BTreeMap::new();
         let mut want = 0usize;
         for (k, result) in rx.iter() {
             pending.insert(k, result);
             while let Some(result) = pending.remove(&want) {
-                let outcome = result.and_then(|(built, parts)| {
-                    drop(
-                        shared
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .absorb(built),
-                    );
+                let outcome = result.and_then(|(counts, parts)| {
+                    shared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .absorb(counts);
                     add(parts)
                 });
                 if let Err(e) = outcome {
