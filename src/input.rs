@@ -1316,14 +1316,14 @@ fn classify_encode(
                 }
                 out.rows_read += 1;
                 out.per_day[(d - first) as usize] += 1;
+                if !keep {
+                    continue;
+                }
                 let mut f = 0u8;
                 for (bit, a) in &flag_a {
                     if a.get(j) == Some(true) {
                         f |= bit;
                     }
-                }
-                if !keep {
-                    continue;
                 }
                 if peer_a.is_some_and(|p| p.get(j).is_some_and(|p| p != "consumer")) {
                     f |= NON_CONSUMER;
@@ -1837,18 +1837,17 @@ fn build(
         let bytes = &region[w[0]..w[1]];
         let n = n as usize;
         // Tables sized for the shop: clearing one grown by a large shop
-        // would cost its whole capacity, shop after shop.
+        // would cost its whole capacity, shop after shop; and growing a
+        // large shop's table step by step re-hashes it from scattered keys.
         if seen.capacity() > 4 * n.max(256) {
-            seen = PlHashSet::with_capacity(n);
-            threads_of = PlHashMap::with_capacity(n / 4);
+            seen = PlHashSet::default();
+            threads_of = PlHashMap::default();
         } else {
             seen.clear();
             threads_of.clear();
-            // Room for every row at once: growing a large shop's table
-            // step by step re-hashes it from scattered keys.
-            seen.reserve(n);
-            threads_of.reserve(n / 8);
         }
+        seen.reserve(n);
+        threads_of.reserve(n / 8);
         let mut p = 0usize;
         while p < bytes.len() {
             let r = parse_row(bytes, &mut p)?;
