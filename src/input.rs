@@ -2086,4 +2086,64 @@ mod tests {
             }
         }
     }
+
+    /// The scan bounds hold every instant whose local day lies in the
+    /// range, in zones with and without daylight saving near either end;
+    /// with one offset all year they are the days' exact instants.
+    #[test]
+    fn ts_bounds_hold_every_instant_of_the_days() {
+        let zones: [Tz; 5] = [
+            chrono_tz::Asia::Shanghai,
+            chrono_tz::America::New_York,
+            chrono_tz::Europe::London,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::America::Santiago,
+        ];
+        let ranges: [(NaiveDate, NaiveDate); 4] = [
+            (
+                NaiveDate::from_ymd_opt(2024, 5, 16).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 5, 17).unwrap(),
+            ),
+            (
+                NaiveDate::from_ymd_opt(2024, 3, 10).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 3, 10).unwrap(),
+            ),
+            (
+                NaiveDate::from_ymd_opt(2024, 3, 30).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 4, 7).unwrap(),
+            ),
+            (
+                NaiveDate::from_ymd_opt(2024, 11, 3).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 11, 4).unwrap(),
+            ),
+        ];
+        for tz in zones {
+            for (a, b) in ranges {
+                let (first, last) = (day_number(a), day_number(b));
+                let bounds = ts_bounds(&tz, first, last);
+                let (lo, hi) = bounds.utc;
+                // Every 10 s from two days before to two days after.
+                let mut t = first as i64 * MS_PER_DAY - 2 * MS_PER_DAY;
+                while t < (last as i64 + 3) * MS_PER_DAY {
+                    for u in [t, t + 9_999] {
+                        let (d, _) = local_day_tod(&tz, u);
+                        if (first..=last).contains(&d) {
+                            assert!(lo <= u && u < hi, "{tz} {a}..{b}: {u} outside [{lo}, {hi})");
+                        }
+                    }
+                    t += 10_000;
+                }
+            }
+        }
+        let d = day_number(NaiveDate::from_ymd_opt(2024, 5, 16).unwrap());
+        let b = ts_bounds(&chrono_tz::Asia::Shanghai, d, d + 1);
+        let eight = 8 * 3_600_000;
+        assert_eq!(
+            b.utc,
+            (
+                d as i64 * MS_PER_DAY - eight,
+                (d as i64 + 2) * MS_PER_DAY - eight
+            )
+        );
+    }
 }

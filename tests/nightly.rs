@@ -470,3 +470,116 @@ fn killed_run_leaves_whole_partitions_and_a_rerun_equals_a_clean_run() {
         }
     }
 }
+
+/// A partition whose data file is there without its manifest is one a
+/// killed run was rewriting: a later run recomputes it, both as a window day
+/// of a rolling metric and as the day before the run (a provisional day),
+/// instead of trusting its rows.
+#[test]
+fn a_partition_without_its_manifest_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    gen(&input, "6000", "4", "2024-05-13", "4");
+    let (clean, torn) = (dir.path().join("clean"), dir.path().join("torn"));
+    for out in [&clean, &torn] {
+        run(&input, out, "taobao", "2024-05-16", "2024-05-16", &[]);
+    }
+    let part = |out: &Path, day: &str, file: &str| {
+        out.join(format!("shop_daily/platform=taobao/dt={day}/{file}"))
+    };
+    // 05-14 is a window day of 05-16; 05-15 is the day before the run.
+    // Each is left as a killed rewrite would leave it: another day's rows,
+    // no manifest.
+    for day in ["2024-05-14", "2024-05-15"] {
+        std::fs::copy(
+            part(&torn, "2024-05-16", "part-0.parquet"),
+            part(&torn, day, "part-0.parquet"),
+        )
+        .unwrap();
+        std::fs::remove_file(part(&torn, day, "_manifest.json")).unwrap();
+    }
+    run(&input, &torn, "taobao", "2024-05-16", "2024-05-16", &[]);
+    for day in ["2024-05-14", "2024-05-15"] {
+        assert!(part(&torn, day, "_manifest.json").exists(), "{day}");
+        assert_eq!(
+            read_shop_daily(&torn, "taobao", date(day)),
+            read_shop_daily(&clean, "taobao", date(day)),
+            "{day}"
+        );
+    }
+    assert_eq!(
+        read_rolling(&torn, "taobao", "2024-05-16"),
+        read_rolling(&clean, "taobao", "2024-05-16")
+    );
+}
+
+/// A window day without messages is first probed and then only counted:
+/// its manifest counts the same rows, bad rows and next-day rows as when
+/// the same day is computed as the run's own day.
+#[test]
+fn an_empty_window_day_counts_what_its_own_run_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.parquet");
+    let mut msgs = Vec::new();
+    for k in 0..20 {
+        let mut b = buyer(&format!("2024-05-16 10:{k:02}:00"));
+        b.buyer = format!("b{k}");
+        b.msg_id = Some(format!("m{k}"));
+        msgs.push(b.clone());
+        if k % 5 == 0 {
+            msgs.push(b); // a duplicate
+        }
+        let mut a = agent(&format!("2024-05-16 10:{k:02}:30"));
+        a.buyer = format!("b{k}");
+        msgs.push(a);
+    }
+    for k in 0..3 {
+        let mut bad = buyer(&format!("2024-05-16 11:0{k}:00"));
+        bad.sender = "robot".into();
+        msgs.push(bad);
+    }
+    write_messages(&input, &msgs, Columns::default());
+    let rules = dir.path().join("lenient.toml");
+    std::fs::write(&rules, "max_bad_row_share = 0.5\n").unwrap();
+    let rules = rules.to_str().unwrap();
+    let (window, own) = (dir.path().join("window"), dir.path().join("own"));
+    // 05-15 as a window day of 05-16 (taobao's 30-day window), and as the
+    // run's own day.
+    let log = run(
+        &input,
+        &window,
+        "taobao",
+        "2024-05-16",
+        "2024-05-16",
+        &["--rules", rules],
+    );
+    assert!(log.contains("the window needs 2024-05-15"), "{log}");
+    run(
+        &input,
+        &own,
+        "taobao",
+        "2024-05-15",
+        "2024-05-15",
+        &["--rules", rules],
+    );
+    let manifest = |out: &Path| -> serde_json::Value {
+        let p = out.join("shop_daily/platform=taobao/dt=2024-05-15/_manifest.json");
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (w, o) = (manifest(&window), manifest(&own));
+    for key in [
+        "rows_read",
+        "bad_rows",
+        "duplicates",
+        "rows_on_day",
+        "rows_on_next_day",
+        "provisional",
+        "input_files",
+    ] {
+        assert_eq!(w[key], o[key], "{key}: window {w} own {o}");
+    }
+    assert_eq!(w["bad_rows"], 3);
+    assert_eq!(w["rows_on_day"], 0);
+    // 20 inquiries, their 4 copies and 20 replies; the bad rows are not rows.
+    assert_eq!(w["rows_on_next_day"], 44);
+}
