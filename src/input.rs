@@ -766,7 +766,8 @@ impl BucketRows {
     /// The engine's table of these rows (see [`build`]). Needs no
     /// [`Loaded`], so buckets can be built on several threads at once.
     pub fn build(self) -> Result<Built> {
-        let (messages, per_day) = build(self.segments, self.has_session_column)?;
+        let (messages, per_day) =
+            build(self.segments, self.has_session_column, PARTITION_MIN_ROWS)?;
         let counts = BucketCounts {
             duplicates: messages.stats.duplicates,
             non_consumer: messages.stats.non_consumer,
@@ -1334,28 +1335,7 @@ fn classify_encode(
                 };
                 let (buf, rows) = &mut out.buckets[b];
                 *rows += 1;
-                buf.extend_from_slice(&utc.to_le_bytes());
-                buf.extend_from_slice(&d.to_le_bytes());
-                buf.extend_from_slice(&t.to_le_bytes());
-                buf.push(code);
-                buf.push(f);
-                let mut nulls = 0u8;
-                for (j, v) in vals.iter().enumerate() {
-                    if v.is_none() {
-                        nulls |= 1 << j;
-                    }
-                }
-                buf.push(nulls);
-                for v in vals.iter().flatten() {
-                    let bytes = v.as_bytes();
-                    if bytes.len() < 0xFF {
-                        buf.push(bytes.len() as u8);
-                    } else {
-                        buf.push(0xFF);
-                        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                    }
-                    buf.extend_from_slice(bytes);
-                }
+                encode_row(buf, (utc, d, t), code, f, &vals);
             }
             out
         })
@@ -1670,6 +1650,42 @@ fn corrupt_spill() -> Error {
     Error::Io("a spill file is corrupt (was it changed while kefu ran?)".into())
 }
 
+/// Appends one encoded row (the layout [`parse_row`] reads): UTC `ts`,
+/// local day and time of day, sender code, flags, a null mask, then
+/// shop_id, buyer_id, msg_id, agent_id and session_id, each non-null one
+/// length-prefixed.
+#[inline]
+fn encode_row(
+    buf: &mut Vec<u8>,
+    (utc, day, tod): (i64, i32, i32),
+    sender: u8,
+    flags: u8,
+    vals: &[Option<&str>; 5],
+) {
+    buf.extend_from_slice(&utc.to_le_bytes());
+    buf.extend_from_slice(&day.to_le_bytes());
+    buf.extend_from_slice(&tod.to_le_bytes());
+    buf.push(sender);
+    buf.push(flags);
+    let mut nulls = 0u8;
+    for (j, v) in vals.iter().enumerate() {
+        if v.is_none() {
+            nulls |= 1 << j;
+        }
+    }
+    buf.push(nulls);
+    for v in vals.iter().flatten() {
+        let bytes = v.as_bytes();
+        if bytes.len() < 0xFF {
+            buf.push(bytes.len() as u8);
+        } else {
+            buf.push(0xFF);
+            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        }
+        buf.extend_from_slice(bytes);
+    }
+}
+
 /// Parses the encoded row at `bytes[*p..]` and moves `*p` past it.
 #[inline]
 fn parse_row<'a>(bytes: &'a [u8], p: &mut usize) -> Result<Row<'a>> {
@@ -1715,6 +1731,297 @@ fn parse_row<'a>(bytes: &'a [u8], p: &mut usize) -> Result<Row<'a>> {
     })
 }
 
+/// One kept row of a bucket being built, as the thread sort moves it.
+#[derive(Clone, Copy)]
+struct Rec {
+    thread: u32,
+    tie: u32,
+    ts: i64,
+    day: i32,
+    tod: i32,
+    agent: u32,
+    session: u32,
+    sender: Sender,
+    flags: u8,
+}
+
+/// Where [`build`] puts the rows it keeps, with the bucket's agent and
+/// session codes and its rows per local day.
+struct Emit<'a, 'b> {
+    recs: Vec<Rec>,
+    per_day: &'b mut PlHashMap<i32, u64>,
+    agents: PlHashMap<Key<'a>, u32>,
+    agent_names: Vec<String>,
+    sessions: PlHashMap<Key<'a>, u32>,
+    has_session_column: bool,
+}
+
+impl<'a> Emit<'a, '_> {
+    /// Keeps row `r` (place `row` in shop order) in thread `thread`.
+    #[inline]
+    fn push(&mut self, r: &Row<'a>, thread: u32, row: u32) {
+        *self.per_day.entry(r.day).or_default() += 1;
+        let agent = match r.agent {
+            None => 0,
+            Some(a) => {
+                let names = &mut self.agent_names;
+                *self.agents.entry(Key(a)).or_insert_with(|| {
+                    names.push(String::from_utf8_lossy(a).into_owned());
+                    (names.len() - 1) as u32
+                })
+            }
+        };
+        let session = match r.session {
+            Some(s) if self.has_session_column => {
+                let next = self.sessions.len() as u32;
+                *self.sessions.entry(Key(s)).or_insert(next)
+            }
+            _ => NONE,
+        };
+        self.recs.push(Rec {
+            thread,
+            tie: (u32::from(r.sender != Sender::Buyer) << 31) | row,
+            ts: r.ts,
+            day: r.day,
+            tod: r.tod,
+            agent,
+            session,
+            sender: r.sender,
+            flags: r.flags,
+        });
+    }
+}
+
+/// A shop with at least this many rows in a bucket is de-duplicated and
+/// threaded in hash partitions ([`partitioned_shop`]).
+const PARTITION_MIN_ROWS: usize = 1 << 14;
+
+/// About this many rows per hash partition, so that a partition's table
+/// stays in the core's cache.
+const PARTITION_ROWS: usize = 1 << 13;
+
+/// Asks the CPU to start loading the cache line at `p` (a hint: never
+/// faults, whatever `p` is).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it reads nothing and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// A row of a large shop in its hash partition: the hash, the row's place
+/// in shop order and where its bytes start.
+#[derive(Clone, Copy)]
+struct Part {
+    hash: u64,
+    row: u32,
+    at: u32,
+}
+
+/// Row indices `0..n` whose `hash` is `Some`, grouped by hash partition
+/// (`bits` bits of the hash, away from the bits the tables use), in
+/// ascending order within a partition; with the partitions' starts.
+fn partition_rows(
+    hash: &[u64],
+    off: &[u32],
+    keep: impl Fn(usize) -> bool,
+    bits: u32,
+) -> (Vec<Part>, Vec<usize>) {
+    let part = |h: u64| ((h >> 32) as usize) & ((1usize << bits) - 1);
+    let mut starts = vec![0usize; (1 << bits) + 1];
+    for (j, &h) in hash.iter().enumerate() {
+        if keep(j) {
+            starts[part(h) + 1] += 1;
+        }
+    }
+    for k in 1..starts.len() {
+        starts[k] += starts[k - 1];
+    }
+    let total = starts[1 << bits];
+    let mut out: Vec<Part> = Vec::with_capacity(total);
+    {
+        let spare = &mut out.spare_capacity_mut()[..total];
+        let mut next = starts.clone();
+        for (j, &h) in hash.iter().enumerate() {
+            if keep(j) {
+                let at = &mut next[part(h)];
+                spare[*at].write(Part {
+                    hash: h,
+                    row: j as u32,
+                    at: off[j],
+                });
+                *at += 1;
+            }
+        }
+    }
+    // SAFETY: each of the `total` kept rows was written to its own slot of
+    // its partition's range, and the ranges tile 0..total.
+    unsafe { out.set_len(total) };
+    (out, starts)
+}
+
+/// De-duplicates and threads one large shop's rows (`bytes`, `n` rows, the
+/// first at place `row0` in shop order), giving the same result as the
+/// row-by-row path of [`build`] but with every hash table small: the rows
+/// are first grouped by a hash of (local day, msg_id), each group
+/// de-duplicated in input order (so the first of equal rows stays), then
+/// the rows kept are grouped by a hash of buyer_id and each group threaded.
+/// A thread's rows all hash alike, so each group's threads are complete;
+/// codes are given from `first_thread` on, group by group (codes only order
+/// the work), and `new_thread` is called with each new thread's buyer_id.
+fn partitioned_shop<'a>(
+    bytes: &'a [u8],
+    n: usize,
+    row0: u32,
+    first_thread: u32,
+    stats: &mut LoadStats,
+    out: &mut Emit<'a, '_>,
+    mut new_thread: impl FnMut(&[u8]),
+) -> Result<()> {
+    use std::hash::BuildHasher;
+    const HAS_MSG: u8 = 1;
+    const DROP: u8 = 2;
+    let hasher = foldhash::fast::FixedState::with_seed(0x6b65_6675);
+    // A. Each row's place, kind and hashes, in shop order.
+    let mut off: Vec<u32> = Vec::with_capacity(n);
+    let mut kind: Vec<u8> = Vec::with_capacity(n);
+    let mut by_msg: Vec<u64> = Vec::with_capacity(n);
+    let mut by_buyer: Vec<u64> = Vec::with_capacity(n);
+    let mut p = 0usize;
+    while p < bytes.len() {
+        off.push(p as u32);
+        let r = parse_row(bytes, &mut p)?;
+        let mut k = 0u8;
+        by_msg.push(match r.msg {
+            Some(m) => {
+                k |= HAS_MSG;
+                hasher.hash_one((r.day, m))
+            }
+            None => 0,
+        });
+        if r.flags & NON_CONSUMER != 0 {
+            // Counted after de-duplication, below.
+            k |= 4;
+        }
+        kind.push(k);
+        by_buyer.push(hasher.hash_one(r.buyer));
+    }
+    if off.len() != n {
+        return Err(corrupt_spill());
+    }
+    let row_at = |at: u32| -> Result<Row<'a>> {
+        let mut q = at as usize;
+        parse_row(bytes, &mut q)
+    };
+    let bits = (n / PARTITION_ROWS)
+        .max(2)
+        .next_power_of_two()
+        .trailing_zeros();
+
+    // B. De-duplication: of the rows sharing local day and msg_id, the
+    // first in shop order stays.
+    {
+        let (rows, starts) = partition_rows(&by_msg, &off, |j| kind[j] & HAS_MSG != 0, bits);
+        drop(by_msg);
+        let widest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        let mut table: hashbrown::HashTable<(u64, u32)> =
+            hashbrown::HashTable::with_capacity(widest);
+        for w in starts.windows(2) {
+            table.clear();
+            for &Part {
+                hash: h,
+                row: j,
+                at,
+            } in &rows[w[0]..w[1]]
+            {
+                let mut same = Ok(false);
+                let found = table
+                    .find(h, |&(eh, e_at)| {
+                        eh == h && {
+                            let equal = row_at(e_at).and_then(|a| {
+                                let b = row_at(at)?;
+                                Ok(a.day == b.day && a.msg == b.msg)
+                            });
+                            match equal {
+                                Ok(e) => e,
+                                Err(e) => {
+                                    same = Err(e);
+                                    false
+                                }
+                            }
+                        }
+                    })
+                    .is_some();
+                same?;
+                if found {
+                    kind[j as usize] |= DROP;
+                    stats.duplicates += 1;
+                } else {
+                    table.insert_unique(h, (h, at), |e| e.0);
+                }
+            }
+        }
+    }
+    // Then rows whose peer is not a consumer leave everything.
+    for k in kind.iter_mut() {
+        if *k & (DROP | 4) == 4 {
+            stats.non_consumer += 1;
+            *k |= DROP;
+        }
+    }
+
+    // C. Threads, group by group; the rows go out in group order.
+    let (rows, starts) = partition_rows(&by_buyer, &off, |j| kind[j] & DROP == 0, bits);
+    drop((by_buyer, kind, off));
+    let widest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    // (hash, thread code, buyer_id's place and length in `bytes`)
+    let mut table: hashbrown::HashTable<(u64, u32, u32, u32)> =
+        hashbrown::HashTable::with_capacity(widest / 4);
+    let mut next_code = first_thread;
+    // Rows are read in hash order, so each is a cache miss: ask for the
+    // row this far ahead while this one is worked on.
+    const AHEAD: usize = 16;
+    for w in starts.windows(2) {
+        table.clear();
+        let part = &rows[w[0]..w[1]];
+        for (
+            k,
+            &Part {
+                hash: h,
+                row: j,
+                at,
+            },
+        ) in part.iter().enumerate()
+        {
+            if let Some(ahead) = part.get(k + AHEAD) {
+                let p = bytes.as_ptr().wrapping_add(ahead.at as usize);
+                prefetch(p);
+                prefetch(p.wrapping_add(63));
+            }
+            let r = row_at(at)?;
+            let thread = match table.find(h, |&(eh, _, at, len)| {
+                eh == h && Key(&bytes[at as usize..(at + len) as usize]) == Key(r.buyer)
+            }) {
+                Some(&(_, code, _, _)) => code,
+                None => {
+                    let code = next_code;
+                    next_code += 1;
+                    let at = r.buyer.as_ptr() as usize - bytes.as_ptr() as usize;
+                    table.insert_unique(h, (h, code, at as u32, r.buyer.len() as u32), |e| e.0);
+                    new_thread(r.buyer);
+                    code
+                }
+            };
+            out.push(&r, thread, row0 + j);
+        }
+    }
+    Ok(())
+}
+
 /// Turns a bucket's rows (encoded segments, in input order) into the
 /// engine's table. The rows are first moved, bytes and all, into shop order
 /// (stable: input order within a shop), so that everything after reads
@@ -1729,6 +2036,7 @@ fn parse_row<'a>(bytes: &'a [u8], p: &mut usize) -> Result<Row<'a>> {
 fn build(
     segments: Vec<Vec<u8>>,
     has_session_column: bool,
+    partition_min: usize,
 ) -> Result<(Messages, PlHashMap<i32, u64>)> {
     let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut stats = LoadStats::default();
@@ -1809,33 +2117,35 @@ fn build(
     unsafe { region.set_len(total as usize) };
     drop((row_len, row_shop, shop_bytes));
 
-    #[derive(Clone, Copy)]
-    struct Rec {
-        thread: u32,
-        tie: u32,
-        ts: i64,
-        day: i32,
-        tod: i32,
-        agent: u32,
-        session: u32,
-        sender: Sender,
-        flags: u8,
-    }
     // 3. Per shop, in input order: de-duplication, the peer filter, threads.
     let rows_total: u64 = shop_rows.iter().sum();
-    let mut recs: Vec<Rec> = Vec::with_capacity(rows_total as usize);
+    let mut out = Emit {
+        recs: Vec::with_capacity(rows_total as usize),
+        per_day: &mut per_day,
+        agents: PlHashMap::new(),
+        agent_names: vec![String::new()],
+        sessions: PlHashMap::new(),
+        has_session_column,
+    };
+    out.agents.insert(Key(b""), 0);
     let mut shop_of_thread: Vec<u32> = Vec::new();
     let mut buyer_names: Vec<String> = Vec::new();
-    let mut agents: PlHashMap<Key, u32> = PlHashMap::new();
-    let mut agent_names: Vec<String> = vec![String::new()];
-    agents.insert(Key(b""), 0);
-    let mut sessions: PlHashMap<Key, u32> = PlHashMap::new();
     let mut seen: PlHashSet<(i32, Key)> = PlHashSet::new();
     let mut threads_of: PlHashMap<Key, u32> = PlHashMap::new();
     let mut i = 0u32; // the row's place in shop order: input order within a shop
     for (shop, (&n, w)) in shop_rows.iter().zip(shop_start.windows(2)).enumerate() {
         let bytes = &region[w[0]..w[1]];
         let n = n as usize;
+        if n >= partition_min && u32::try_from(bytes.len()).is_ok() {
+            // A large shop: its tables would not stay in cache.
+            let first_thread = buyer_names.len() as u32;
+            partitioned_shop(bytes, n, i, first_thread, &mut stats, &mut out, |buyer| {
+                shop_of_thread.push(shop as u32);
+                buyer_names.push(name(buyer));
+            })?;
+            i += n as u32;
+            continue;
+        }
         // Tables sized for the shop: clearing one grown by a large shop
         // would cost its whole capacity, shop after shop; and growing a
         // large shop's table step by step re-hashes it from scattered keys.
@@ -1864,40 +2174,17 @@ fn build(
                 stats.non_consumer += 1;
                 continue;
             }
-            *per_day.entry(r.day).or_default() += 1;
             let thread = *threads_of.entry(Key(r.buyer)).or_insert_with(|| {
                 shop_of_thread.push(shop as u32);
                 buyer_names.push(name(r.buyer));
                 (buyer_names.len() - 1) as u32
             });
-            let agent = match r.agent {
-                None => 0,
-                Some(a) => *agents.entry(Key(a)).or_insert_with(|| {
-                    agent_names.push(name(a));
-                    (agent_names.len() - 1) as u32
-                }),
-            };
-            let session = match r.session {
-                Some(s) if has_session_column => {
-                    let next = sessions.len() as u32;
-                    *sessions.entry(Key(s)).or_insert(next)
-                }
-                _ => NONE,
-            };
-            recs.push(Rec {
-                thread,
-                tie: (u32::from(r.sender != Sender::Buyer) << 31) | row,
-                ts: r.ts,
-                day: r.day,
-                tod: r.tod,
-                agent,
-                session,
-                sender: r.sender,
-                flags: r.flags,
-            });
+            out.push(&r, thread, row);
         }
     }
-    drop((threads_of, seen, agents, sessions));
+    let recs = std::mem::take(&mut out.recs);
+    let agent_names = std::mem::take(&mut out.agent_names);
+    drop((threads_of, seen, out));
     drop(region);
 
     // Thread order: thread, ts, buyer rows first, input order. The rows are
@@ -2083,6 +2370,127 @@ mod tests {
             }
             if n > 0 {
                 assert_ne!(Key(a), Key(&base[..n - 1]));
+            }
+        }
+    }
+
+    /// A table in canonical form, free of code order: per thread (by shop
+    /// and buyer names), its rows in order with every field, agents by
+    /// name and sessions by first appearance.
+    type Canon = Vec<(
+        String,
+        String,
+        Vec<(i64, i32, i32, Sender, u8, String, u32)>,
+    )>;
+
+    fn canon(m: &Messages) -> Canon {
+        let mut threads: Vec<(String, String, Vec<usize>)> = m
+            .threads
+            .iter()
+            .map(|&(s, e)| {
+                let first = s as usize;
+                (
+                    m.shop_names[m.shop[first] as usize].clone(),
+                    m.buyer_names[m.buyer[first] as usize].clone(),
+                    (s as usize..e as usize).collect(),
+                )
+            })
+            .collect();
+        threads.sort();
+        let mut sessions: PlHashMap<u32, u32> = PlHashMap::new();
+        threads
+            .into_iter()
+            .map(|(shop, buyer, rows)| {
+                let rows = rows
+                    .into_iter()
+                    .map(|i| {
+                        let session = match m.session[i] {
+                            NONE => NONE,
+                            c => {
+                                let next = sessions.len() as u32;
+                                *sessions.entry(c).or_insert(next)
+                            }
+                        };
+                        (
+                            m.ts[i],
+                            m.day[i],
+                            m.tod[i],
+                            m.sender[i],
+                            m.flags[i],
+                            m.agent_names[m.agent[i] as usize].clone(),
+                            session,
+                        )
+                    })
+                    .collect();
+                (shop, buyer, rows)
+            })
+            .collect()
+    }
+
+    /// The partitioned path for large shops builds the same table, counts
+    /// and rows per day as the row-by-row path: on rows with duplicates
+    /// (some with another buyer or another day), null msg_ids, peers that
+    /// are not consumers, equal times, null and empty agents, and sessions.
+    #[test]
+    fn partitioned_shops_build_what_the_row_path_builds() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for case in 0..12 {
+            let shops = 1 + next(4);
+            let rows = 500 + next(4000) as usize;
+            let mut segments: Vec<Vec<u8>> = vec![Vec::new()];
+            let mut msgs: Vec<String> = Vec::new();
+            for _ in 0..rows {
+                // Most rows in shop 0, which is the large one.
+                let shop = format!("s{}", if next(4) == 0 { next(shops) } else { 0 });
+                let buyer = format!("b{}", next(60 + case * 40));
+                let msg = match next(10) {
+                    0 => None,
+                    1 | 2 if !msgs.is_empty() => {
+                        Some(msgs[next(msgs.len() as u64) as usize].clone())
+                    }
+                    _ => {
+                        msgs.push(format!("m{}", msgs.len()));
+                        msgs.last().cloned()
+                    }
+                };
+                let agent = match next(4) {
+                    0 => None,
+                    1 => Some(String::new()),
+                    _ => Some(format!("a{}", next(7))),
+                };
+                let session = (next(3) != 0).then(|| format!("x{}", next(90)));
+                let ts = 1_715_800_000_000 + next(6) as i64 * 60_000;
+                let day = 19_860 + next(2) as i32;
+                let tod = next(86_400_000) as i32;
+                let flags = (next(16) as u8) | if next(9) == 0 { NON_CONSUMER } else { 0 };
+                let vals = [
+                    Some(shop.as_str()),
+                    Some(buyer.as_str()),
+                    msg.as_deref(),
+                    agent.as_deref(),
+                    session.as_deref(),
+                ];
+                if next(300) == 0 {
+                    segments.push(Vec::new());
+                }
+                let seg = segments.last_mut().expect("one");
+                encode_row(seg, (ts, day, tod), next(4) as u8, flags, &vals);
+            }
+            for has_session_column in [false, true] {
+                let (a, a_days) = build(segments.clone(), has_session_column, usize::MAX).unwrap();
+                let (b, b_days) = build(segments.clone(), has_session_column, 0).unwrap();
+                assert_eq!(canon(&a), canon(&b), "case {case}");
+                assert_eq!(a_days, b_days, "case {case}");
+                assert_eq!(a.stats.duplicates, b.stats.duplicates, "case {case}");
+                assert_eq!(a.stats.non_consumer, b.stats.non_consumer, "case {case}");
+                assert_eq!(a.threads.len(), b.threads.len(), "case {case}");
+                assert!(a.stats.duplicates > 0 && a.stats.non_consumer > 0);
             }
         }
     }
