@@ -1582,12 +1582,21 @@ impl BucketStore {
         let Some(path) = self.files[k].take() else {
             return Ok(mem);
         };
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Error::Io(format!("cannot read spill file {}: {e}", path.display())))?;
+        // One segment: the file, then the rows still in memory (which came
+        // later), so that a bucket in shop order is not copied again.
+        let io = |e: std::io::Error| {
+            Error::Io(format!("cannot read spill file {}: {e}", path.display()))
+        };
+        let mut f = std::fs::File::open(&path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len() as usize;
+        let mut bytes = Vec::with_capacity(len + mem.iter().map(Vec::len).sum::<usize>());
+        std::io::Read::read_to_end(&mut f, &mut bytes).map_err(io)?;
+        drop(f);
         let _ = std::fs::remove_file(&path);
-        let mut out = vec![bytes];
-        out.extend(mem);
-        Ok(out)
+        for seg in mem {
+            bytes.extend_from_slice(&seg);
+        }
+        Ok(vec![bytes])
     }
 }
 
@@ -2081,17 +2090,21 @@ fn build(
         ));
     }
     // 2. The rows' bytes in shop order (a stable counting sort), each
-    // segment freed once copied.
+    // segment freed once copied; rows already in shop order in one segment
+    // (a bucket of one shop, say) stay where they are.
     let total: u64 = shop_bytes.iter().sum();
-    let mut region: Vec<u8> = Vec::with_capacity(total as usize);
     let mut shop_start: Vec<usize> = Vec::with_capacity(shop_bytes.len() + 1);
-    {
-        let mut acc = 0usize;
-        for &b in &shop_bytes {
-            shop_start.push(acc);
-            acc += b as usize;
-        }
+    let mut acc = 0usize;
+    for &b in &shop_bytes {
         shop_start.push(acc);
+        acc += b as usize;
+    }
+    shop_start.push(acc);
+    let in_order = segments.len() == 1 && row_shop.windows(2).all(|w| w[0] <= w[1]);
+    let region: Vec<u8> = if in_order {
+        segments.into_iter().next().expect("one segment")
+    } else {
+        let mut region: Vec<u8> = Vec::with_capacity(total as usize);
         let spare = &mut region.spare_capacity_mut()[..total as usize];
         let mut next = shop_start.clone();
         let mut k = 0usize;
@@ -2111,10 +2124,12 @@ fn build(
             }
         }
         debug_assert!(next.iter().zip(&shop_start[1..]).all(|(a, b)| a == b));
-    }
-    // SAFETY: every byte 0..total was written once: shop s's rows fill
-    // shop_start[s]..shop_start[s + 1] exactly.
-    unsafe { region.set_len(total as usize) };
+        // SAFETY: every byte 0..total was written once: shop s's rows fill
+        // shop_start[s]..shop_start[s + 1] exactly.
+        unsafe { region.set_len(total as usize) };
+        region
+    };
+    debug_assert_eq!(region.len() as u64, total);
     drop((row_len, row_shop, shop_bytes));
 
     // 3. Per shop, in input order: de-duplication, the peer filter, threads.
@@ -2428,7 +2443,8 @@ mod tests {
     }
 
     /// The partitioned path for large shops builds the same table, counts
-    /// and rows per day as the row-by-row path: on rows with duplicates
+    /// and rows per day as the row-by-row path, and one segment the same
+    /// as several: on rows with duplicates
     /// (some with another buyer or another day), null msg_ids, peers that
     /// are not consumers, equal times, null and empty agents, and sessions.
     #[test]
@@ -2441,7 +2457,8 @@ mod tests {
             state % n
         };
         for case in 0..12 {
-            let shops = 1 + next(4);
+            // Every third case has one shop: its rows are in shop order.
+            let shops = if case % 3 == 0 { 1 } else { 2 + next(3) };
             let rows = 500 + next(4000) as usize;
             let mut segments: Vec<Vec<u8>> = vec![Vec::new()];
             let mut msgs: Vec<String> = Vec::new();
@@ -2490,6 +2507,11 @@ mod tests {
                 assert_eq!(a.stats.duplicates, b.stats.duplicates, "case {case}");
                 assert_eq!(a.stats.non_consumer, b.stats.non_consumer, "case {case}");
                 assert_eq!(a.threads.len(), b.threads.len(), "case {case}");
+                // And in one segment (kept as it is when in shop order).
+                let one = vec![segments.concat()];
+                let (c, c_days) = build(one, has_session_column, PARTITION_MIN_ROWS).unwrap();
+                assert_eq!(canon(&a), canon(&c), "case {case}");
+                assert_eq!(a_days, c_days, "case {case}");
                 assert!(a.stats.duplicates > 0 && a.stats.non_consumer > 0);
             }
         }
