@@ -1756,16 +1756,16 @@ struct Rec {
 
 /// Where [`build`] puts the rows it keeps, with the bucket's agent and
 /// session codes and its rows per local day.
-struct Emit<'a, 'b> {
+struct Emit<'a> {
     recs: Vec<Rec>,
-    per_day: &'b mut PlHashMap<i32, u64>,
+    per_day: PlHashMap<i32, u64>,
     agents: PlHashMap<Key<'a>, u32>,
     agent_names: Vec<String>,
     sessions: PlHashMap<Key<'a>, u32>,
     has_session_column: bool,
 }
 
-impl<'a> Emit<'a, '_> {
+impl<'a> Emit<'a> {
     /// Keeps row `r` (place `row` in shop order) in thread `thread`.
     #[inline]
     fn push(&mut self, r: &Row<'a>, thread: u32, row: u32) {
@@ -1831,9 +1831,10 @@ struct Part {
     at: u32,
 }
 
-/// Row indices `0..n` whose `hash` is `Some`, grouped by hash partition
-/// (`bits` bits of the hash, away from the bits the tables use), in
-/// ascending order within a partition; with the partitions' starts.
+/// The rows `j` for which `keep(j)`, with `hash[j]` and `off[j]`, grouped by
+/// hash partition (`bits` bits of the hash, away from the bits the tables
+/// use), in ascending order within a partition; with the partitions'
+/// starts.
 fn partition_rows(
     hash: &[u64],
     off: &[u32],
@@ -1888,12 +1889,14 @@ fn partitioned_shop<'a>(
     row0: u32,
     first_thread: u32,
     stats: &mut LoadStats,
-    out: &mut Emit<'a, '_>,
+    out: &mut Emit<'a>,
     mut new_thread: impl FnMut(&[u8]),
 ) -> Result<()> {
     use std::hash::BuildHasher;
+    // A row's kind: bits of these.
     const HAS_MSG: u8 = 1;
     const DROP: u8 = 2;
+    const NOT_CONSUMER: u8 = 4;
     let hasher = foldhash::fast::FixedState::with_seed(0x6b65_6675);
     // A. Each row's place, kind and hashes, in shop order.
     let mut off: Vec<u32> = Vec::with_capacity(n);
@@ -1913,8 +1916,8 @@ fn partitioned_shop<'a>(
             None => 0,
         });
         if r.flags & NON_CONSUMER != 0 {
-            // Counted after de-duplication, below.
-            k |= 4;
+            // Dropped after de-duplication, below.
+            k |= NOT_CONSUMER;
         }
         kind.push(k);
         by_buyer.push(hasher.hash_one(r.buyer));
@@ -1922,9 +1925,10 @@ fn partitioned_shop<'a>(
     if off.len() != n {
         return Err(corrupt_spill());
     }
-    let row_at = |at: u32| -> Result<Row<'a>> {
+    // Every row at these places parsed above, so it parses again.
+    let row_at = |at: u32| -> Row<'a> {
         let mut q = at as usize;
-        parse_row(bytes, &mut q)
+        parse_row(bytes, &mut q).expect("a row that parsed before")
     };
     let bits = (n / PARTITION_ROWS)
         .max(2)
@@ -1947,25 +1951,14 @@ fn partitioned_shop<'a>(
                 at,
             } in &rows[w[0]..w[1]]
             {
-                let mut same = Ok(false);
                 let found = table
                     .find(h, |&(eh, e_at)| {
                         eh == h && {
-                            let equal = row_at(e_at).and_then(|a| {
-                                let b = row_at(at)?;
-                                Ok(a.day == b.day && a.msg == b.msg)
-                            });
-                            match equal {
-                                Ok(e) => e,
-                                Err(e) => {
-                                    same = Err(e);
-                                    false
-                                }
-                            }
+                            let (a, b) = (row_at(e_at), row_at(at));
+                            a.day == b.day && a.msg == b.msg
                         }
                     })
                     .is_some();
-                same?;
                 if found {
                     kind[j as usize] |= DROP;
                     stats.duplicates += 1;
@@ -1977,7 +1970,7 @@ fn partitioned_shop<'a>(
     }
     // Then rows whose peer is not a consumer leave everything.
     for k in kind.iter_mut() {
-        if *k & (DROP | 4) == 4 {
+        if *k & (DROP | NOT_CONSUMER) == NOT_CONSUMER {
             stats.non_consumer += 1;
             *k |= DROP;
         }
@@ -2011,7 +2004,7 @@ fn partitioned_shop<'a>(
                 prefetch(p);
                 prefetch(p.wrapping_add(63));
             }
-            let r = row_at(at)?;
+            let r = row_at(at);
             let thread = match table.find(h, |&(eh, _, at, len)| {
                 eh == h && Key(&bytes[at as usize..(at + len) as usize]) == Key(r.buyer)
             }) {
@@ -2049,7 +2042,6 @@ fn build(
 ) -> Result<(Messages, PlHashMap<i32, u64>)> {
     let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut stats = LoadStats::default();
-    let mut per_day: PlHashMap<i32, u64> = PlHashMap::new();
 
     // 1. Each row's length and shop code, in input order.
     let approx_rows: usize = segments.iter().map(|s| s.len() / 40).sum();
@@ -2136,7 +2128,7 @@ fn build(
     let rows_total: u64 = shop_rows.iter().sum();
     let mut out = Emit {
         recs: Vec::with_capacity(rows_total as usize),
-        per_day: &mut per_day,
+        per_day: PlHashMap::new(),
         agents: PlHashMap::new(),
         agent_names: vec![String::new()],
         sessions: PlHashMap::new(),
@@ -2199,6 +2191,7 @@ fn build(
     }
     let recs = std::mem::take(&mut out.recs);
     let agent_names = std::mem::take(&mut out.agent_names);
+    let per_day = std::mem::take(&mut out.per_day);
     drop((threads_of, seen, out));
     drop(region);
 
