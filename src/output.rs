@@ -733,7 +733,6 @@ pub fn commit_manifest(
     result.map_err(io)
 }
 
-/// Reads a partition's manifest, if there is one.
 /// Whether `table`'s partition of `day` is committed whole: its data file
 /// and its manifest are there. A rewrite removes the manifest before it
 /// replaces the data file and writes the manifest after, so a run killed in
@@ -760,6 +759,7 @@ pub fn retract_manifest(
     }
 }
 
+/// Reads a partition's manifest, if there is one.
 pub fn read_manifest(
     out: &Path,
     table: &str,
