@@ -241,8 +241,11 @@ struct FilePlan {
     /// `buyer_id`, `sender`, `ts`.
     count_exprs: Vec<Expr>,
     predicate: Expr,
-    /// The predicate of the first loaded day alone (see [`FilePlan::has_rows_on`]).
+    /// The predicate of the first loaded day alone (see [`FilePlan::mark_days`]).
     first_day: Expr,
+    /// The predicate of the days before the first loaded day that
+    /// [`ScanOptions::count_days_before`] asks about.
+    days_before: Expr,
     unit: TimeUnit,
     tz_aware: bool,
     has_session_column: bool,
@@ -256,12 +259,14 @@ struct TsBounds {
     local: (i64, i64),
 }
 
-/// `bounds` select the loaded days, `first_day` the first of them.
+/// `bounds` select the loaded days, `first_day` the first of them and
+/// `days_before` some days before that.
 fn plan_file(
     path: &Path,
     settings: &InputSettings,
     bounds: TsBounds,
     first_day: TsBounds,
+    days_before: TsBounds,
 ) -> Result<FilePlan> {
     let shown = path.display().to_string();
     let bad = |msg: String| Error::BadData(format!("input file {shown}: {msg}"));
@@ -407,6 +412,7 @@ fn plan_file(
         count_exprs,
         predicate: predicate(bounds),
         first_day: predicate(first_day),
+        days_before: predicate(days_before),
         unit,
         tz_aware,
         has_session_column,
@@ -462,13 +468,20 @@ impl FilePlan {
         })
     }
 
-    /// Whether any row of the file has a `ts` on local day `day` (read from
-    /// the `ts` column alone, in the first day's row groups).
-    fn has_rows_on(&self, clock: &LocalClock, day: i32) -> Result<bool> {
+    /// Marks in `present` which local days `lo..lo + present.len()` have a
+    /// row of the file (read from the `ts` column alone, in the row groups
+    /// `predicate`, the predicate of those days, selects).
+    fn mark_days(
+        &self,
+        clock: &LocalClock,
+        lo: i32,
+        present: &mut [bool],
+        predicate: &Expr,
+    ) -> Result<()> {
         let df = self
             .lf
             .clone()
-            .filter(self.first_day.clone())
+            .filter(predicate.clone())
             .select([self.exprs.last().expect("ts is selected").clone()])
             .collect()
             .map_err(|e| self.bad(format!("cannot read (truncated or corrupt Parquet?): {e}")))?;
@@ -477,12 +490,17 @@ impl FilePlan {
             .and_then(|c| c.as_materialized_series().datetime().cloned())
             .map_err(|e| self.bad(format!("column ts: {e}")))?;
         let per_ms = per_ms(self.unit);
-        let found = ts.physical().iter().flatten().any(|v| {
-            clock
-                .row_time(v, per_ms, self.tz_aware)
-                .is_some_and(|(_, d, _)| d == day)
-        });
-        Ok(found)
+        for v in ts.physical().iter().flatten() {
+            if let Some((_, d, _)) = clock.row_time(v, per_ms, self.tz_aware) {
+                if let Some(p) = usize::try_from(d - lo)
+                    .ok()
+                    .and_then(|k| present.get_mut(k))
+                {
+                    *p = true;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The file row numbers of [`FilePlan::read`]'s rows, for naming bad
@@ -658,7 +676,7 @@ pub fn load(
         strict,
         shard,
         &MemoryPlan::unlimited(),
-        false,
+        ScanOptions::default(),
     )?;
     let mut m = loaded.bucket(0)?;
     m.stats = loaded.stats.clone();
@@ -678,9 +696,16 @@ pub struct Loaded {
     /// Rows kept by the read per loaded day (before de-duplication and the
     /// peer filter), from the first day.
     read_per_day: Vec<u64>,
+    days_before: Vec<DayBefore>,
 }
 
 impl Loaded {
+    /// The counts of the days before that [`ScanOptions::count_days_before`]
+    /// asked for and that could be had.
+    pub fn take_days_before(&mut self) -> Vec<DayBefore> {
+        std::mem::take(&mut self.days_before)
+    }
+
     /// How many buckets there are (at least one; some may be empty).
     pub fn buckets(&self) -> usize {
         self.store.buckets()
@@ -782,11 +807,7 @@ impl BucketRows {
 /// Fails under `strict` on any bad row, or when bad rows are more than the
 /// rule file's `max_bad_row_share`.
 ///
-/// With `probe_first`, the files are first asked (their `ts` column, in the
-/// first day's row groups) whether the first day has any row: when it has
-/// none, no row can make an item, so the rows are only counted and checked,
-/// not kept (the counts are the same). For days that may well be empty,
-/// such as the window days a back-fill computes.
+/// See [`ScanOptions`] for what else it can do.
 pub fn scan(
     files: &[PathBuf],
     settings: &InputSettings,
@@ -794,16 +815,18 @@ pub fn scan(
     strict: bool,
     shard: Shard,
     plan: &MemoryPlan,
-    probe_first: bool,
+    options: ScanOptions,
 ) -> Result<Loaded> {
     let first = day_number(days.first);
     let last = day_number(days.last);
     let tz = settings.timezone;
     let ts_range = ts_bounds(&tz, first, last);
     let first_day = ts_bounds(&tz, first, first);
+    let n_before = options.count_days_before.min(400) as i32;
+    let days_before = ts_bounds(&tz, first - n_before.max(1), first - 1);
     let plans: Vec<FilePlan> = files
         .iter()
-        .map(|p| plan_file(p, settings, ts_range, first_day))
+        .map(|p| plan_file(p, settings, ts_range, first_day, days_before))
         .collect::<Result<_>>()?;
     // With a session_id column in any file, rows without one (null, or from a
     // file lacking the column) are split by gaps among themselves (SPEC §2).
@@ -815,15 +838,39 @@ pub fn scan(
     let total: u64 = counts.iter().sum();
     let clock = LocalClock::new(tz, ts_range.utc.0, ts_range.utc.1);
     let mut keep_rows = true;
-    if probe_first {
-        keep_rows = false;
+    if options.probe_first {
+        let mut present = [false];
         for p in &plans {
-            if p.has_rows_on(&clock, first)? {
-                keep_rows = true;
+            p.mark_days(&clock, first, &mut present, &p.first_day)?;
+            if present[0] {
                 break;
             }
         }
+        keep_rows = present[0];
     }
+    // The counts of the days before (see `ScanOptions::count_days_before`):
+    // which of them have no row, and what reads of them would count.
+    let mut present = vec![false; n_before as usize];
+    if n_before > 0 {
+        for p in &plans {
+            p.mark_days(&clock, first - n_before, &mut present, &p.days_before)?;
+        }
+    }
+    // Day `first - 1 - k` has no row, nor has its next day (unless it is
+    // `first`).
+    let empty_before: Vec<i32> = (0..n_before as usize)
+        .rev()
+        .filter(|&k| !present[k] && (k + 1 == n_before as usize || !present[k + 1]))
+        .map(|k| first - n_before + k as i32)
+        .collect();
+    let new_stats = || LoadStats {
+        files: plans.len(),
+        ..Default::default()
+    };
+    let mut side = SideCounts {
+        before: empty_before.contains(&(first - 1)).then(new_stats),
+        untimed: empty_before.iter().any(|&d| d < first - 1).then(new_stats),
+    };
     // The bucket bounds come from the first read that keeps rows (a sample
     // of the shops' traffic); until then there is one bucket.
     let mut bounds: Option<Bounds> = (total <= plan.bucket_rows).then(|| Bounds::new(Vec::new()));
@@ -834,7 +881,8 @@ pub fn scan(
     };
     let mut read_per_day = vec![0u64; (last - first + 1).max(0) as usize];
     for (fp, &rows) in plans.iter().zip(&counts) {
-        let before = stats.rows_read;
+        let file_start = stats.rows_read;
+        let side_start = side.rows_read();
         let mut offset = 0;
         while offset < rows.max(1) {
             let part = fp.read(offset, plan.chunk_rows, !keep_rows)?;
@@ -857,6 +905,7 @@ pub fn scan(
                 &mut store,
                 &mut stats,
                 &mut read_per_day,
+                &mut side,
                 &numbers,
                 keep_rows,
             )?;
@@ -867,33 +916,34 @@ pub fn scan(
             }
             offset += plan.chunk_rows;
         }
-        stats
-            .file_rows
-            .push((fp.path.display().to_string(), stats.rows_read - before));
+        let path = fp.path.display().to_string();
+        side.end_file(&path, side_start);
+        stats.file_rows.push((path, stats.rows_read - file_start));
     }
     drop(plans);
 
     store.finish_spill()?;
-    if stats.bad_rows > 0 {
-        let share = stats.bad_rows as f64 / stats.rows_read.max(1) as f64;
-        let examples = stats.bad_examples.join("; ");
-        if strict {
-            return Err(Error::BadData(format!(
-                "{} bad row(s) and --strict is set. Examples: {examples}",
-                stats.bad_rows
-            )));
-        }
-        if share > settings.max_bad_row_share {
-            return Err(Error::BadData(format!(
-                "{} of {} rows read are bad ({:.4}%), more than max_bad_row_share = {}. Examples: {examples}",
-                stats.bad_rows,
-                stats.rows_read,
-                share * 100.0,
-                settings.max_bad_row_share
-            )));
-        }
-    }
+    check_bad_rows(&stats, settings, strict)?;
     stats.rows_per_day = (first..=last).map(|d| (day_date(d), 0)).collect();
+    let days_before = empty_before
+        .iter()
+        .filter_map(|&day| {
+            let (stats, read_on_next) = if day == first - 1 {
+                (
+                    side.before.clone()?,
+                    read_per_day.first().copied().unwrap_or(0),
+                )
+            } else {
+                (side.untimed.clone()?, 0)
+            };
+            Some(DayBefore {
+                stats,
+                read_on_next,
+                day,
+                has_session_column,
+            })
+        })
+        .collect();
     Ok(Loaded {
         stats,
         store,
@@ -902,7 +952,125 @@ pub fn scan(
         last,
         per_day: PlHashMap::new(),
         read_per_day,
+        days_before,
     })
+}
+
+/// What reads of days before a read's first day would count, counted by
+/// that read (see [`ScanOptions::count_days_before`]): `before` as a read of
+/// the day just before (whose rows are the first day's and those without a
+/// `ts`), `untimed` as one of an earlier day (only rows without a `ts`).
+/// `None` when not asked for, or when they cannot be had.
+struct SideCounts {
+    before: Option<LoadStats>,
+    untimed: Option<LoadStats>,
+}
+
+impl SideCounts {
+    fn rows_read(&self) -> (u64, u64) {
+        let n = |s: &Option<LoadStats>| s.as_ref().map_or(0, |s| s.rows_read);
+        (n(&self.before), n(&self.untimed))
+    }
+
+    /// A file is read: its rows, counted since `start`.
+    fn end_file(&mut self, path: &str, start: (u64, u64)) {
+        for (s, start) in [(&mut self.before, start.0), (&mut self.untimed, start.1)] {
+            if let Some(s) = s {
+                s.file_rows.push((path.to_string(), s.rows_read - start));
+            }
+        }
+    }
+}
+
+/// Fails under `strict` on any bad row, or when bad rows are more than the
+/// rule file's `max_bad_row_share` of the rows read.
+fn check_bad_rows(stats: &LoadStats, settings: &InputSettings, strict: bool) -> Result<()> {
+    if stats.bad_rows == 0 {
+        return Ok(());
+    }
+    let share = stats.bad_rows as f64 / stats.rows_read.max(1) as f64;
+    let examples = stats.bad_examples.join("; ");
+    if strict {
+        return Err(Error::BadData(format!(
+            "{} bad row(s) and --strict is set. Examples: {examples}",
+            stats.bad_rows
+        )));
+    }
+    if share > settings.max_bad_row_share {
+        return Err(Error::BadData(format!(
+            "{} of {} rows read are bad ({:.4}%), more than max_bad_row_share = {}. Examples: {examples}",
+            stats.bad_rows,
+            stats.rows_read,
+            share * 100.0,
+            settings.max_bad_row_share
+        )));
+    }
+    Ok(())
+}
+
+/// What [`scan`] does besides reading its days.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// The files are first asked (their `ts` column, in the first day's row
+    /// groups) whether the first day has any row: when it has none, no row
+    /// can make an item, so the rows are only counted and checked, not kept
+    /// (the counts are the same). For days that may well be empty, such as
+    /// the window days a back-fill computes.
+    pub probe_first: bool,
+    /// For a read whose first day is D, and N of this: of the days D−N to
+    /// D−1, the files are asked (as `probe_first` asks) which have a row.
+    /// For each day d without one whose next day has none either, or is D,
+    /// the rows are also counted as a count-only read of d and d+1 would
+    /// count them ([`Loaded::take_days_before`]). Such a read holds d+1's
+    /// rows, D's when d+1 is D, and the rows without a `ts`, all of which
+    /// this read sees too, so the counts are exact, and the back-fill of
+    /// empty window days for D's windows reads nothing again.
+    pub count_days_before: u32,
+}
+
+/// The counts a count-only read of a day before a read's first day would
+/// have made, made by that read (see [`ScanOptions::count_days_before`]).
+#[derive(Debug, Clone)]
+pub struct DayBefore {
+    /// As that read's: files, rows read and bad rows (per file, too), the
+    /// first bad rows, nothing built.
+    stats: LoadStats,
+    /// Rows the read kept on its next day (the later read's first day).
+    read_on_next: u64,
+    day: i32,
+    has_session_column: bool,
+}
+
+impl DayBefore {
+    /// The day these counts are of.
+    pub fn day(&self) -> NaiveDate {
+        day_date(self.day)
+    }
+
+    /// What [`scan`] of the day (its files, `settings`, `plan`, with
+    /// [`ScanOptions::probe_first`]) returns: the same counts and checks,
+    /// and no rows, since the day has none.
+    pub fn into_loaded(
+        self,
+        settings: &InputSettings,
+        strict: bool,
+        plan: &MemoryPlan,
+    ) -> Result<Loaded> {
+        let mut stats = self.stats;
+        check_bad_rows(&stats, settings, strict)?;
+        let (first, last) = (self.day, self.day + 1);
+        stats.rows_per_day = (first..=last).map(|d| (day_date(d), 0)).collect();
+        Ok(Loaded {
+            stats,
+            store: BucketStore::new(1, plan),
+            has_session_column: self.has_session_column,
+            first,
+            last,
+            per_day: PlHashMap::new(),
+            read_per_day: vec![0, self.read_on_next],
+            days_before: Vec::new(),
+        })
+    }
 }
 
 /// The bucket bounds (the first `shop_id` of every bucket after the first)
@@ -1094,6 +1262,16 @@ struct TaskRows {
     bad_first: Vec<(usize, String)>,
     /// Kept rows per loaded day.
     per_day: Vec<u64>,
+    /// Bad rows a read of the day before and the first day would see, and
+    /// the first few of them (see [`SideCounts`]).
+    before_bad: u64,
+    before_first: Vec<(usize, String)>,
+    /// Bad rows without a `ts`, and the first few of them.
+    untimed_bad: u64,
+    untimed_first: Vec<(usize, String)>,
+    /// A bad row with a `ts` outside 1900-2200: whether reads of the days
+    /// before would see it is not known, so their counts cannot be had here.
+    before_unknown: bool,
 }
 
 /// Rows per parallel task of [`classify_encode`].
@@ -1129,6 +1307,7 @@ fn classify_encode(
     store: &mut BucketStore,
     stats: &mut LoadStats,
     read_per_day: &mut [u64],
+    side: &mut SideCounts,
     row_numbers: &dyn Fn() -> Result<Vec<u32>>,
     keep: bool,
 ) -> Result<()> {
@@ -1232,6 +1411,11 @@ fn classify_encode(
                 bad_rows: 0,
                 bad_first: Vec::new(),
                 per_day: vec![0; days],
+                before_bad: 0,
+                before_first: Vec::new(),
+                untimed_bad: 0,
+                untimed_first: Vec::new(),
+                before_unknown: false,
             };
             if k == 1 {
                 out.buckets[0].0.reserve((e - s) * 64);
@@ -1245,9 +1429,30 @@ fn classify_encode(
                 arrays.flags.iter().map(|(b, a)| (*b, a[c])).collect();
             // A few (sender value, code) pairs seen, before the mapping.
             let mut sender_cache: Vec<(&str, u8)> = Vec::new();
-            let bad = |out: &mut TaskRows, row: usize, why: String| {
+            // A bad row, with its `ts` as stored and as read.
+            let bad = |out: &mut TaskRows,
+                       row: usize,
+                       why: String,
+                       raw: Option<i64>,
+                       time: Option<(i64, i32, i32)>| {
                 out.bad_rows += 1;
                 out.rows_read += 1;
+                // The day before's read sees the first day and no `ts`,
+                // earlier days' reads no `ts` only.
+                let untimed = time.is_none() && raw.is_none();
+                out.before_unknown |= time.is_none() && raw.is_some();
+                if untimed || time.is_some_and(|(_, d, _)| d == first) {
+                    out.before_bad += 1;
+                    if out.before_first.len() < 5 {
+                        out.before_first.push((row, why.clone()));
+                    }
+                }
+                if untimed {
+                    out.untimed_bad += 1;
+                    if out.untimed_first.len() < 5 {
+                        out.untimed_first.push((row, why.clone()));
+                    }
+                }
                 if out.bad_first.len() < 5 {
                     out.bad_first.push((row, why));
                 }
@@ -1269,11 +1474,11 @@ fn classify_encode(
                     continue;
                 }
                 if vals[0].is_none() {
-                    bad(&mut out, i, "shop_id is null".into());
+                    bad(&mut out, i, "shop_id is null".into(), raw, time);
                     continue;
                 }
                 if vals[1].is_none() {
-                    bad(&mut out, i, "buyer_id is null".into());
+                    bad(&mut out, i, "buyer_id is null".into(), raw, time);
                     continue;
                 }
                 let Some((utc, d, t)) = time else {
@@ -1282,11 +1487,11 @@ fn classify_encode(
                     } else {
                         "ts is before 1900 or after 2200"
                     };
-                    bad(&mut out, i, why.into());
+                    bad(&mut out, i, why.into(), raw, time);
                     continue;
                 };
                 let Some(sv) = sender_a.get(j) else {
-                    bad(&mut out, i, "sender is null".into());
+                    bad(&mut out, i, "sender is null".into(), raw, time);
                     continue;
                 };
                 let code = match sender_cache.iter().find(|(v, _)| *v == sv) {
@@ -1312,6 +1517,8 @@ fn classify_encode(
                         &mut out,
                         i,
                         format!("sender `{mapped}` is not buyer, agent, bot or system"),
+                        raw,
+                        time,
                     );
                     continue;
                 }
@@ -1343,6 +1550,23 @@ fn classify_encode(
 
     // In input order: counts, bad-row examples, then the encoded rows.
     let mut numbers: Option<Vec<u32>> = None;
+    let mut example = |row: usize, why: &str| -> Result<String> {
+        if numbers.is_none() {
+            numbers = Some(row_numbers()?);
+        }
+        let n = numbers
+            .as_ref()
+            .and_then(|v| v.get(row))
+            .copied()
+            .unwrap_or(u32::MAX);
+        Ok(format!("{shown}, row {n}: {why}"))
+    };
+    if results.iter().any(|t| t.before_unknown) {
+        *side = SideCounts {
+            before: None,
+            untimed: None,
+        };
+    }
     for task in results {
         stats.rows_read += task.rows_read;
         stats.bad_rows += task.bad_rows;
@@ -1350,15 +1574,29 @@ fn classify_encode(
             if stats.bad_examples.len() >= 5 {
                 break;
             }
-            if numbers.is_none() {
-                numbers = Some(row_numbers()?);
+            stats.bad_examples.push(example(row, &why)?);
+        }
+        // The day before's rows: the first day's kept rows and the bad rows
+        // it sees; earlier days': the rows without a `ts`, all bad.
+        let kept_first = task.per_day.first().copied().unwrap_or(0);
+        for (s, kept, bad, first_bad) in [
+            (
+                &mut side.before,
+                kept_first,
+                task.before_bad,
+                task.before_first,
+            ),
+            (&mut side.untimed, 0, task.untimed_bad, task.untimed_first),
+        ] {
+            let Some(s) = s else { continue };
+            s.rows_read += kept + bad;
+            s.bad_rows += bad;
+            for (row, why) in first_bad {
+                if s.bad_examples.len() >= 5 {
+                    break;
+                }
+                s.bad_examples.push(example(row, &why)?);
             }
-            let n = numbers
-                .as_ref()
-                .and_then(|v| v.get(row))
-                .copied()
-                .unwrap_or(u32::MAX);
-            stats.bad_examples.push(format!("{shown}, row {n}: {why}"));
         }
         for (acc, n) in read_per_day.iter_mut().zip(task.per_day) {
             *acc += n;
@@ -2440,6 +2678,196 @@ mod tests {
     /// as several: on rows with duplicates
     /// (some with another buyer or another day), null msg_ids, peers that
     /// are not consumers, equal times, null and empty agents, and sessions.
+    /// A read of day D asked to count the days before gives, for each empty
+    /// day d before it whose next day is empty or D, the counts, examples
+    /// and bad-row checks of a count-only read of d itself: over several
+    /// files, small reads, bad rows of every kind on every day and without
+    /// a `ts`, and shards. A day with a row, even a bad one, or whose next
+    /// day has one, gets no such counts.
+    #[test]
+    fn a_read_counts_the_empty_days_before_as_their_own_reads_would() {
+        use polars::prelude::{Column, ParquetWriter};
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = NaiveDate::from_ymd_opt(2024, 5, 16).unwrap();
+        let day_ms = |k: i64| (day_number(d) as i64 + k) * MS_PER_DAY - 8 * 3_600_000;
+        let settings = InputSettings {
+            max_bad_row_share: 0.2,
+            ..Default::default()
+        };
+        // (both reads succeed, both fail on the share, on --strict)
+        let mut outcomes = (0, 0, 0);
+        for case in 0..24u64 {
+            // Rows from D−5 to D+2: D−5 and D−3 in some cases, one row on
+            // D−1 in others.
+            let with_day_before = case % 4 == 3;
+            let mut earlier = vec![-5];
+            if case % 2 == 0 {
+                earlier.push(-3);
+            }
+            let files: Vec<PathBuf> = (0..1 + next(3))
+                .map(|f| {
+                    let n = 50 + next(400) as usize;
+                    let (mut shop, mut buyer, mut ts, mut sender) =
+                        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    for r in 0..n {
+                        let mut k = match next(8) {
+                            0 => earlier[next(earlier.len() as u64) as usize],
+                            1 => 2,
+                            2 | 3 => 1,
+                            _ => 0,
+                        };
+                        // Good rows on each earlier day, and on D−1.
+                        let forced = r < earlier.len() || (with_day_before && r == n / 2);
+                        if r < earlier.len() {
+                            k = earlier[r];
+                        } else if forced {
+                            k = -1;
+                        }
+                        let t = day_ms(k) + next(MS_PER_DAY as u64) as i64;
+                        // Codes 0-4 are bad rows: more of them on D in
+                        // some cases, so that D−1's share of them is over
+                        // the limit while D's is not.
+                        let bad = match k {
+                            _ if forced => 59,
+                            0 => next(20 + 10 * (case % 4)),
+                            _ => next(60),
+                        };
+                        shop.push((bad != 0).then(|| format!("s{}", next(9))));
+                        buyer.push((bad != 1).then(|| format!("b{}", next(30))));
+                        ts.push((bad != 2).then_some(t));
+                        sender.push(match bad {
+                            3 => None,
+                            4 => Some("robot".to_string()),
+                            _ => Some(["buyer", "agent", "bot", "system"][next(4) as usize].into()),
+                        });
+                    }
+                    let mut df = DataFrame::new_infer_height(vec![
+                        Column::new("shop_id".into(), shop),
+                        Column::new("buyer_id".into(), buyer),
+                        Column::new("ts".into(), ts)
+                            .cast(&DataType::Datetime(
+                                TimeUnit::Milliseconds,
+                                Some(polars::prelude::TimeZone::UTC),
+                            ))
+                            .unwrap(),
+                        Column::new("sender".into(), sender),
+                    ])
+                    .unwrap();
+                    let path = dir.path().join(format!("c{case}-f{f}.parquet"));
+                    let file = std::fs::File::create(&path).unwrap();
+                    ParquetWriter::new(file)
+                        .with_row_group_size(Some(64))
+                        .finish(&mut df)
+                        .unwrap();
+                    path
+                })
+                .collect();
+            let shard = match case % 3 {
+                0 => Shard::WHOLE,
+                1 => Shard::parse("0/2").unwrap(),
+                _ => Shard::parse("1/3").unwrap(),
+            };
+            let plan = MemoryPlan {
+                chunk_rows: 37 + next(200),
+                ..MemoryPlan::unlimited()
+            };
+            let range = |first: NaiveDate| DayRange {
+                first,
+                last: first.succ_opt().unwrap(),
+            };
+            // D−1 to D−4 are asked about: a day is counted when it and its
+            // next day (D for D−1) have no row.
+            let back = |k: i64| d - chrono::Duration::days(k);
+            let mut expected = Vec::new();
+            if case % 2 == 1 {
+                expected.extend([back(4), back(3)]);
+            }
+            if !with_day_before {
+                expected.extend([back(2), back(1)]);
+            }
+            for strict in [false, true] {
+                let day_read = scan(
+                    &files,
+                    &settings,
+                    range(d),
+                    false,
+                    shard,
+                    &plan,
+                    ScanOptions {
+                        probe_first: false,
+                        count_days_before: 4,
+                    },
+                );
+                let Ok(mut day_read) = day_read else {
+                    continue; // D's own share is over the limit
+                };
+                let mut counted = day_read.take_days_before();
+                counted.sort_by_key(|c| c.day());
+                let days: Vec<NaiveDate> = counted.iter().map(|c| c.day()).collect();
+                assert_eq!(days, expected, "case {case}");
+                for counted in counted {
+                    let day = counted.day();
+                    let own = scan(
+                        &files,
+                        &settings,
+                        range(day),
+                        strict,
+                        shard,
+                        &plan,
+                        ScanOptions {
+                            probe_first: true,
+                            count_days_before: 0,
+                        },
+                    );
+                    let carried = counted.into_loaded(&settings, strict, &plan);
+                    match (own, carried) {
+                        (Ok(own), Ok(carried)) => {
+                            let (o, c) = (&own.stats, &carried.stats);
+                            outcomes.0 += 1;
+                            assert_eq!(
+                                (&o.file_rows, o.rows_read, o.bad_rows, &o.bad_examples),
+                                (&c.file_rows, c.rows_read, c.bad_rows, &c.bad_examples),
+                                "case {case}, {day}"
+                            );
+                            assert_eq!(o.files, c.files);
+                            assert_eq!(o.rows_per_day, c.rows_per_day);
+                            let next_day = day.succ_opt().unwrap();
+                            for x in [day, next_day] {
+                                assert_eq!(own.read_rows_on(x), carried.read_rows_on(x));
+                            }
+                            if next_day == d {
+                                assert_eq!(carried.read_rows_on(d), day_read.read_rows_on(d));
+                                assert!(carried.read_rows_on(d) > 0, "case {case}");
+                            }
+                            assert_eq!(own.buckets(), carried.buckets());
+                        }
+                        (Err(own), Err(carried)) => {
+                            assert_eq!(own.to_string(), carried.to_string(), "case {case}");
+                            match strict {
+                                false => outcomes.1 += 1,
+                                true => outcomes.2 += 1,
+                            }
+                        }
+                        (own, carried) => panic!(
+                            "case {case}, {day}: own read {:?}, carried {:?}",
+                            own.err(),
+                            carried.err()
+                        ),
+                    }
+                }
+            }
+        }
+        let (ok, share, strict) = outcomes;
+        assert!(ok >= 12 && share >= 1 && strict >= 12, "{outcomes:?}");
+    }
+
     #[test]
     fn partitioned_shops_build_what_the_row_path_builds() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;

@@ -151,6 +151,8 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
         days_of.iter().flatten().copied().collect();
     let mut out = Vec::new();
     for (k, &day) in all_days.iter().enumerate() {
+        // What this day's read counts for the empty window days before it.
+        let mut carried = Carried::default();
         progress(Event::DayStarted {
             index: k,
             total: all_days.len(),
@@ -163,10 +165,10 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
             .filter(|(_, days)| days.contains(&day))
             .map(|(c, _)| c)
             .collect();
-        let summaries = daily(&who, day, false, progress)?;
-        backfill_windows(&who, day, progress)?;
+        let summaries = daily(&who, day, false, &mut carried, progress)?;
+        backfill_windows(&who, day, &mut carried, progress)?;
         for (c, mut summary) in who.iter().zip(summaries) {
-            let rolling = rolling(c, day, progress)?;
+            let rolling = rolling(c, day, &mut carried, progress)?;
             summary.rolling_rows = rolling.len();
             summary.alert_rows = alerts(c, day, &rolling, summary.provisional)?;
             summary.seconds = started.elapsed().as_secs_f64();
@@ -200,7 +202,12 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
 /// Computes, for all of `cfgs` at once (one read per day), the window days
 /// of `day`'s rolling metrics that have no `shop_daily` partition yet;
 /// [`rolling`] then finds them committed.
-fn backfill_windows(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> Result<()> {
+fn backfill_windows(
+    cfgs: &[&RunConfig],
+    day: NaiveDate,
+    carried: &mut Carried,
+    progress: Progress,
+) -> Result<()> {
     let mut need: BTreeMap<NaiveDate, Vec<&RunConfig>> = BTreeMap::new();
     for &c in cfgs {
         let widest = metrics_for(c, day)
@@ -226,7 +233,7 @@ fn backfill_windows(cfgs: &[&RunConfig], day: NaiveDate, progress: Progress) -> 
                 "  {day}: the windows need {d}, which has no shop_daily partition: computing it"
             ),
         );
-        match daily(&who, d, true, progress) {
+        match daily(&who, d, true, carried, progress) {
             Ok(_) => {}
             // No input for that day at all: rolling() warns, it adds nothing.
             Err(Error::NoInput(_)) => {}
@@ -326,6 +333,7 @@ fn daily(
     cfgs: &[&RunConfig],
     day: NaiveDate,
     window_day: bool,
+    carried: &mut Carried,
     progress: Progress,
 ) -> Result<Vec<DaySummary>> {
     // Group the platforms by input settings, keeping the order of `cfgs`.
@@ -342,7 +350,7 @@ fn daily(
         let members: Vec<&RunConfig> = group.iter().map(|&i| cfgs[i]).collect();
         for (i, s) in group
             .iter()
-            .zip(daily_group(&members, day, window_day, progress)?)
+            .zip(daily_group(&members, day, window_day, carried, progress)?)
         {
             out[*i] = Some(s);
         }
@@ -374,15 +382,39 @@ struct DayTables<'a> {
     totals: Vec<(u64, u64)>,
 }
 
-/// [`daily`] for platforms sharing their input settings.
-fn daily_group(
-    cfgs: &[&RunConfig],
-    day: NaiveDate,
-    window_day: bool,
-    progress: Progress,
-) -> Result<Vec<DaySummary>> {
-    let started = Instant::now();
-    let cfg = cfgs[0];
+/// Counts of window days that the read of a later day made (see
+/// [`input::ScanOptions::count_days_before`]), for their back-fill.
+#[derive(Default)]
+struct Carried(Vec<CarriedDay>);
+
+struct CarriedDay {
+    /// The day whose read counted it.
+    read: NaiveDate,
+    /// That read's input settings (as [`daily`] groups them) and files.
+    key: String,
+    files: Vec<PathBuf>,
+    counts: input::DayBefore,
+}
+
+impl Carried {
+    /// The counts of `day` read from `files` with `key`'s input settings,
+    /// and the day whose read counted them.
+    fn get(
+        &self,
+        day: NaiveDate,
+        key: &str,
+        files: &[PathBuf],
+    ) -> Option<(input::DayBefore, NaiveDate)> {
+        self.0
+            .iter()
+            .find(|c| c.counts.day() == day && c.key == key && c.files == files)
+            .map(|c| (c.counts.clone(), c.read))
+    }
+}
+
+/// The input files of `day`'s read (the day and its next day): `dt=`
+/// folders outside the day before to the day after next are skipped.
+fn day_files(cfg: &RunConfig, day: NaiveDate) -> Result<Vec<PathBuf>> {
     let next = day
         .succ_opt()
         .ok_or_else(|| Error::Usage(format!("{day} is out of range")))?;
@@ -390,30 +422,100 @@ fn daily_group(
         day.pred_opt().unwrap_or(day),
         next.succ_opt().unwrap_or(next),
     );
-    let files = input::discover(&cfg.input, keep)?;
+    input::discover(&cfg.input, keep)
+}
+
+/// How many days before `day` `cfg`'s windows of `day` reach back to, when
+/// one of those days has no `shop_daily` partition (and will be computed
+/// from the input), else 0.
+fn window_days_to_compute(cfg: &RunConfig, day: NaiveDate) -> u32 {
+    let widest = metrics_for(cfg, day)
+        .iter()
+        .map(|m| m.window_days)
+        .max()
+        .unwrap_or(1);
+    let back = widest.saturating_sub(1);
+    let missing = (1..=back).any(|k| {
+        let d = day - chrono::Duration::days(k as i64);
+        !output::is_committed(&cfg.output, "shop_daily", &cfg.platform, d, cfg.shard)
+    });
+    if missing {
+        back
+    } else {
+        0
+    }
+}
+
+/// [`daily`] for platforms sharing their input settings.
+fn daily_group(
+    cfgs: &[&RunConfig],
+    day: NaiveDate,
+    window_day: bool,
+    carried: &mut Carried,
+    progress: Progress,
+) -> Result<Vec<DaySummary>> {
+    let started = Instant::now();
+    let cfg = cfgs[0];
+    let next = day
+        .succ_opt()
+        .ok_or_else(|| Error::Usage(format!("{day} is out of range")))?;
+    let files = day_files(cfg, day)?;
+    let key = format!("{:?}", cfg.rules.input);
+    // A window day the day after's read has counted is not read again.
+    let counted = window_day.then(|| carried.get(day, &key, &files)).flatten();
+    // The day's read counts the empty window days before it (used when
+    // they are read from the same files).
+    let count_days_before = match window_day {
+        true => 0,
+        false => cfgs
+            .iter()
+            .map(|c| window_days_to_compute(c, day))
+            .max()
+            .unwrap_or(0),
+    };
     line(
         progress,
-        &format!(
-            "{day}: reading {} file(s) for {day} and {next}",
-            files.len()
-        ),
+        &match &counted {
+            Some((_, by)) => format!(
+                "{day}: {} file(s) for {day} and {next}, counted by {by}'s read",
+                files.len()
+            ),
+            None => format!(
+                "{day}: reading {} file(s) for {day} and {next}",
+                files.len()
+            ),
+        },
     );
     let plan = memory_plan(cfg);
     let spill = plan.spill_dir.clone();
     let result = (|| {
         let t_read = Instant::now();
-        let mut loaded = input::scan(
-            &files,
-            &cfg.rules.input,
-            DayRange {
-                first: day,
-                last: next,
-            },
-            cfg.strict,
-            cfg.shard,
-            &plan,
-            window_day,
-        )?;
+        let mut loaded = match counted {
+            Some((c, _)) => c.into_loaded(&cfg.rules.input, cfg.strict, &plan)?,
+            None => input::scan(
+                &files,
+                &cfg.rules.input,
+                DayRange {
+                    first: day,
+                    last: next,
+                },
+                cfg.strict,
+                cfg.shard,
+                &plan,
+                input::ScanOptions {
+                    probe_first: window_day,
+                    count_days_before,
+                },
+            )?,
+        };
+        for counts in loaded.take_days_before() {
+            carried.0.push(CarriedDay {
+                read: day,
+                key: key.clone(),
+                files: files.clone(),
+                counts,
+            });
+        }
         let t_read = t_read.elapsed();
         for ex in &loaded.stats.bad_examples {
             line(progress, &format!("  warning: bad row skipped: {ex}"));
@@ -560,8 +662,10 @@ fn daily_group(
                 ),
             );
         }
-        let mut summaries = Vec::new();
-        for t in tables {
+        // Each platform's partitions, committed on a thread of its own: most
+        // of a commit is waiting for the disk (see `output::StagedPartition`),
+        // and for small tables, finding the file system a free inode.
+        let commit = |t: DayTables| -> Result<DaySummary> {
             let c = t.cfg;
             let manifest = json!({
                     "rules_source": c.rules.source,
@@ -595,7 +699,7 @@ fn daily_group(
             commit_table(c, "agent_daily", day, &mut agent, manifest.clone())?;
             // shop_daily last: its manifest is what later runs consult.
             commit_table(c, "shop_daily", day, &mut shop, manifest)?;
-            summaries.push(DaySummary {
+            Ok(DaySummary {
                 platform: c.platform.clone(),
                 day,
                 files: files.len(),
@@ -613,9 +717,26 @@ fn daily_group(
                 alert_rows: 0,
                 provisional,
                 seconds: started.elapsed().as_secs_f64(),
-            });
+            })
+        };
+        if tables.len() == 1 {
+            return tables.into_iter().map(commit).collect();
         }
-        Ok(summaries)
+        // The first failure, in platform order, is the run's.
+        std::thread::scope(|scope| {
+            let commit = &commit;
+            let handles: Vec<_> = tables
+                .into_iter()
+                .map(|t| scope.spawn(move || commit(t)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
     })();
     if let Some(dir) = spill {
         let _ = std::fs::remove_dir_all(dir);
@@ -718,7 +839,12 @@ fn schedule_buckets<P: Send>(
 /// window's days, whatever version each day used. Built from the committed
 /// `shop_daily` partitions; a day whose partition is absent is computed from
 /// the input (and committed) first.
-fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<MetricRow>> {
+fn rolling(
+    cfg: &RunConfig,
+    day: NaiveDate,
+    carried: &mut Carried,
+    progress: Progress,
+) -> Result<Vec<MetricRow>> {
     let metrics: Vec<&Metric> = metrics_for(cfg, day)
         .into_iter()
         .filter(|m| m.window_days > 1)
@@ -733,7 +859,7 @@ fn rolling(cfg: &RunConfig, day: NaiveDate, progress: Progress) -> Result<Vec<Me
             Some(rows) => rows,
             None => {
                 line(progress, &format!("  {day}: the window needs {d}, which has no shop_daily partition: computing it"));
-                match daily(&[cfg], d, true, progress) {
+                match daily(&[cfg], d, true, carried, progress) {
                     Ok(_) => {}
                     // No input for that day at all: it adds nothing.
                     Err(Error::NoInput(msg)) => {
