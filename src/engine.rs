@@ -255,6 +255,77 @@ pub fn compute_day(
     result
 }
 
+/// One platform's metrics for [`compute_days`], and whether it keeps items.
+pub struct MetricSet<'a> {
+    pub metrics: &'a [&'a Metric],
+    pub keep_items: bool,
+}
+
+/// [`compute_day`] for several platforms' metric sets over the same rows,
+/// in one pass: the threads are walked once for every distinct metric, and
+/// metrics that find the same items (equal in every field that decides
+/// them, see [`Metric::same_items`]) are computed once. Each set's result
+/// is what [`compute_day`] gives for it, but for the order of items of
+/// different metrics within a thread.
+pub fn compute_days(m: &Messages, sets: &[MetricSet], day: NaiveDate) -> Vec<DayResult> {
+    // The distinct metrics, and where each set's metrics are among them.
+    let mut distinct: Vec<&Metric> = Vec::new();
+    let at: Vec<Vec<u16>> = sets
+        .iter()
+        .map(|set| {
+            set.metrics
+                .iter()
+                .map(|&metric| {
+                    let u = match distinct.iter().position(|d| d.same_items(metric)) {
+                        Some(u) => u,
+                        None => {
+                            distinct.push(metric);
+                            distinct.len() - 1
+                        }
+                    };
+                    u as u16
+                })
+                .collect()
+        })
+        .collect();
+    let keep_items = sets.iter().any(|s| s.keep_items);
+    let all = compute_day(m, &distinct, day, EngineOptions { keep_items });
+    sets.iter()
+        .zip(&at)
+        .map(|(set, at)| {
+            // Distinct metric → this set's metrics computed by it.
+            let mut mine: Vec<Vec<u16>> = vec![Vec::new(); distinct.len()];
+            for (j, &u) in at.iter().enumerate() {
+                mine[u as usize].push(j as u16);
+            }
+            let mut by_agent: HashMap<(u32, u32, u16), Counts> = HashMap::default();
+            by_agent.reserve(all.by_agent.len() * at.len() / distinct.len().max(1));
+            for (&(shop, agent, u), &c) in &all.by_agent {
+                for &j in &mine[u as usize] {
+                    by_agent.insert((shop, agent, j), c);
+                }
+            }
+            let mut items = Vec::new();
+            if set.keep_items {
+                for it in &all.items {
+                    for &j in &mine[it.metric as usize] {
+                        items.push(Item {
+                            metric: j,
+                            ..it.clone()
+                        });
+                    }
+                }
+            }
+            DayResult {
+                day: all.day,
+                by_agent,
+                totals: at.iter().map(|&u| all.totals[u as usize]).collect(),
+                items,
+            }
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct Acc {
     by_agent: HashMap<(u32, u32, u16), Counts>,

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use polars::prelude::DataFrame;
 
-use crate::engine::{self, EngineOptions};
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::input::{self, DayRange};
 use crate::output::{self, AlertRow, MetricRow};
@@ -558,18 +558,19 @@ fn daily_group(
             .collect();
         // Every platform's tables of one bucket.
         type Parts = (DataFrame, DataFrame, Option<DataFrame>, Vec<(u64, u64)>);
+        // One pass over the bucket's threads for every platform.
+        let sets: Vec<engine::MetricSet> = specs
+            .iter()
+            .map(|(metrics, keep_items)| engine::MetricSet {
+                metrics,
+                keep_items: *keep_items,
+            })
+            .collect();
         let compute = |msgs: &input::Messages| -> Result<Vec<Parts>> {
             specs
                 .iter()
-                .map(|(metrics, keep_items)| {
-                    let result = engine::compute_day(
-                        msgs,
-                        metrics,
-                        day,
-                        EngineOptions {
-                            keep_items: *keep_items,
-                        },
-                    );
+                .zip(engine::compute_days(msgs, &sets, day))
+                .map(|((metrics, keep_items), result)| {
                     let shop = output::shop_daily(msgs, metrics, &result)
                         .map_err(|e| polars_err("shop_daily", e))?;
                     let agent = output::agent_daily(msgs, metrics, &result)

@@ -188,6 +188,24 @@ impl Metric {
     pub fn in_force(&self, day: NaiveDate) -> bool {
         self.effective_from.is_none_or(|f| f <= day) && self.effective_to.is_none_or(|t| day <= t)
     }
+
+    /// Whether `other` finds the same items with the same outcomes: it
+    /// agrees on every field the engine reads (its id, window, target,
+    /// alert and dates may differ).
+    pub fn same_items(&self, other: &Metric) -> bool {
+        let (a, b) = (self, other);
+        a.unit == b.unit
+            && a.kind == b.kind
+            && a.threshold_ms == b.threshold_ms
+            && a.any_miss == b.any_miss
+            && a.hours == b.hours
+            && a.responders == b.responders
+            && a.cross_day == b.cross_day
+            && a.bot_only == b.bot_only
+            && a.cap_ms == b.cap_ms
+            && a.unreplied == b.unreplied
+            && a.session_gap_ms == b.session_gap_ms
+    }
 }
 
 /// Input settings of a rule file (SPEC §1, §3).

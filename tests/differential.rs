@@ -432,3 +432,125 @@ unreplied = "exclude"
     .unwrap();
     check("custom", &rules, &["2024-05-16"], 0..60);
 }
+
+/// `kefu run --platform all` computes every platform's metrics in one pass,
+/// each distinct metric once (`engine::compute_days`): every platform's
+/// counts, totals and items must be what computing it alone gives, on the
+/// days of the rule switches, with and without items, and for a rule file
+/// whose metrics repeat each other's definitions under other ids.
+#[test]
+fn all_platforms_in_one_pass_match_each_alone() {
+    let twins = kefu::rules::parse(
+        r#"
+[[metric]]
+id = "a.rate"
+unit = "buyer"
+kind = "rate"
+threshold = 180
+any_miss = true
+hours = "08:00-23:00"
+responders = ["manual"]
+
+[[metric]]
+id = "b.same_rate_other_id"
+unit = "buyer"
+kind = "rate"
+threshold = 180
+any_miss = true
+hours = "08:00-23:00"
+responders = ["manual"]
+window_days = 7
+
+[[metric]]
+id = "c.other_threshold"
+unit = "buyer"
+kind = "rate"
+threshold = 181
+any_miss = true
+hours = "08:00-23:00"
+responders = ["manual"]
+"#,
+        "twins.toml",
+    )
+    .unwrap();
+    let mut sets: Vec<RuleSet> = ["pdd", "taobao", "douyin", "jd", "kuaishou", "xiaohongshu"]
+        .iter()
+        .map(|p| RuleSet::preset(p).unwrap())
+        .collect();
+    sets.push(twins);
+    let mut compared = 0usize;
+    for seed in 0..40u64 {
+        for d in ["2023-04-27", "2024-05-16", "2026-03-16"] {
+            let day = date(d);
+            let mut rng = Rng(seed * 104_729 + 17);
+            let msgs = generate(&mut rng, day, seed % 3 == 0);
+            let dir = tempfile::tempdir().unwrap();
+            let input = dir.path().join("messages.parquet");
+            write_messages(
+                &input,
+                &msgs,
+                Columns {
+                    session_id: seed % 3 == 0,
+                    ..Default::default()
+                },
+            );
+            let mut settings = sets[0].input.clone();
+            settings.max_bad_row_share = 1.0;
+            let range = kefu::input::DayRange {
+                first: day,
+                last: day.succ_opt().unwrap(),
+            };
+            let loaded =
+                kefu::input::load(&[input], &settings, range, false, kefu::shard::Shard::WHOLE)
+                    .unwrap();
+            let in_force: Vec<Vec<&Metric>> = sets.iter().map(|s| s.in_force(day)).collect();
+            let keep: Vec<bool> = (0..sets.len())
+                .map(|k| (seed + k as u64).is_multiple_of(2))
+                .collect();
+            let together = kefu::engine::compute_days(
+                &loaded,
+                &in_force
+                    .iter()
+                    .zip(&keep)
+                    .map(|(metrics, &keep_items)| kefu::engine::MetricSet {
+                        metrics,
+                        keep_items,
+                    })
+                    .collect::<Vec<_>>(),
+                day,
+            );
+            assert_eq!(together.len(), sets.len());
+            for (k, got) in together.iter().enumerate() {
+                let alone = kefu::engine::compute_day(
+                    &loaded,
+                    &in_force[k],
+                    day,
+                    kefu::engine::EngineOptions {
+                        keep_items: keep[k],
+                    },
+                );
+                let what = format!("set {k} on {day}, seed {seed}");
+                assert_eq!(got.by_agent, alone.by_agent, "{what}: counts");
+                assert_eq!(got.totals, alone.totals, "{what}: totals");
+                assert_eq!(got.day, alone.day);
+                // Items of one metric keep their order; across metrics
+                // the order is the output's sort's.
+                let per_metric = |items: &[kefu::engine::Item]| {
+                    let mut by: BTreeMap<u16, Vec<kefu::engine::Item>> = BTreeMap::new();
+                    for it in items {
+                        by.entry(it.metric).or_default().push(it.clone());
+                    }
+                    by
+                };
+                assert_eq!(
+                    per_metric(&got.items),
+                    per_metric(&alone.items),
+                    "{what}: items"
+                );
+                assert_eq!(got.items.len(), alone.items.len());
+                compared += alone.by_agent.len();
+            }
+        }
+    }
+    assert!(compared > 1000, "only {compared} rows compared");
+}
