@@ -437,7 +437,8 @@ unreplied = "exclude"
 /// each distinct metric once (`engine::compute_days`): every platform's
 /// counts, totals and items must be what computing it alone gives, on the
 /// days of the rule switches, with and without items, and for a rule file
-/// whose metrics repeat each other's definitions under other ids.
+/// whose metrics repeat each other's definitions under other ids; and one
+/// set alone gives exactly what computing it alone gives.
 #[test]
 fn all_platforms_in_one_pass_match_each_alone() {
     let twins = kefu::rules::parse(
@@ -548,6 +549,28 @@ responders = ["manual"]
                     "{what}: items"
                 );
                 assert_eq!(got.items.len(), alone.items.len());
+                // A set alone (the single-platform run) gives the same, and
+                // without repeated definitions its items in the same order.
+                let single = kefu::engine::compute_days(
+                    &loaded,
+                    &[kefu::engine::MetricSet {
+                        metrics: &in_force[k],
+                        keep_items: keep[k],
+                    }],
+                    day,
+                );
+                let single = &single[0];
+                assert_eq!(single.by_agent, alone.by_agent, "{what}: alone, counts");
+                assert_eq!(single.totals, alone.totals, "{what}: alone, totals");
+                let twins = in_force[k]
+                    .iter()
+                    .enumerate()
+                    .any(|(i, a)| in_force[k][..i].iter().any(|b| a.same_items(b)));
+                if twins {
+                    assert_eq!(per_metric(&single.items), per_metric(&alone.items));
+                } else {
+                    assert_eq!(single.items, alone.items, "{what}: alone, items");
+                }
                 compared += alone.by_agent.len();
             }
         }
