@@ -191,20 +191,54 @@ impl Metric {
 
     /// Whether `other` finds the same items with the same outcomes: it
     /// agrees on every field the engine reads (its id, window, target,
-    /// alert and dates may differ).
+    /// alert and dates may differ). Every field is named below, so a new
+    /// one must be placed on one side or the other.
     pub fn same_items(&self, other: &Metric) -> bool {
-        let (a, b) = (self, other);
-        a.unit == b.unit
-            && a.kind == b.kind
-            && a.threshold_ms == b.threshold_ms
-            && a.any_miss == b.any_miss
-            && a.hours == b.hours
-            && a.responders == b.responders
-            && a.cross_day == b.cross_day
-            && a.bot_only == b.bot_only
-            && a.cap_ms == b.cap_ms
-            && a.unreplied == b.unreplied
-            && a.session_gap_ms == b.session_gap_ms
+        let Metric {
+            id: _,
+            unit,
+            kind,
+            threshold_ms,
+            any_miss,
+            hours,
+            responders,
+            cross_day,
+            bot_only,
+            cap_ms,
+            unreplied,
+            window_days: _,
+            session_gap_ms,
+            min_denominator: _,
+            target: _,
+            alert: _,
+            effective_from: _,
+            effective_to: _,
+        } = self;
+        (
+            unit,
+            kind,
+            threshold_ms,
+            any_miss,
+            hours,
+            responders,
+            cross_day,
+            bot_only,
+            cap_ms,
+            unreplied,
+            session_gap_ms,
+        ) == (
+            &other.unit,
+            &other.kind,
+            &other.threshold_ms,
+            &other.any_miss,
+            &other.hours,
+            &other.responders,
+            &other.cross_day,
+            &other.bot_only,
+            &other.cap_ms,
+            &other.unreplied,
+            &other.session_gap_ms,
+        )
     }
 }
 
