@@ -210,13 +210,7 @@ fn backfill_windows(
 ) -> Result<()> {
     let mut need: BTreeMap<NaiveDate, Vec<&RunConfig>> = BTreeMap::new();
     for &c in cfgs {
-        let widest = metrics_for(c, day)
-            .iter()
-            .filter(|m| m.window_days > 1)
-            .map(|m| m.window_days)
-            .max()
-            .unwrap_or(0);
-        for back in 1..widest {
+        for back in 1..widest_window(c, day) {
             let d = day - chrono::Duration::days(back as i64);
             if !output::is_committed(&c.output, "shop_daily", &c.platform, d, c.shard) {
                 need.entry(d).or_default().push(c);
@@ -346,12 +340,11 @@ fn daily(
         }
     }
     let mut out: Vec<Option<DaySummary>> = (0..cfgs.len()).map(|_| None).collect();
-    for (_, group) in groups {
+    for (key, group) in groups {
         let members: Vec<&RunConfig> = group.iter().map(|&i| cfgs[i]).collect();
-        for (i, s) in group
-            .iter()
-            .zip(daily_group(&members, day, window_day, carried, progress)?)
-        {
+        for (i, s) in group.iter().zip(daily_group(
+            &members, &key, day, window_day, carried, progress,
+        )?) {
             out[*i] = Some(s);
         }
     }
@@ -385,15 +378,16 @@ struct DayTables<'a> {
 /// Counts of window days that the read of a later day made (see
 /// [`input::ScanOptions::count_days_before`]), for their back-fill.
 #[derive(Default)]
-struct Carried(Vec<CarriedDay>);
+struct Carried(Vec<CarriedRead>);
 
-struct CarriedDay {
-    /// The day whose read counted it.
+/// What one read counted of the days before it.
+struct CarriedRead {
+    /// The day whose read it was.
     read: NaiveDate,
     /// That read's input settings (as [`daily`] groups them) and files.
     key: String,
     files: Vec<PathBuf>,
-    counts: input::DayBefore,
+    days: Vec<input::DayBefore>,
 }
 
 impl Carried {
@@ -407,8 +401,11 @@ impl Carried {
     ) -> Option<(input::DayBefore, NaiveDate)> {
         self.0
             .iter()
-            .find(|c| c.counts.day() == day && c.key == key && c.files == files)
-            .map(|c| (c.counts.clone(), c.read))
+            .filter(|r| r.key == key && r.files == files)
+            .find_map(|r| {
+                let counts = r.days.iter().find(|c| c.day() == day)?;
+                Some((counts.clone(), r.read))
+            })
     }
 }
 
@@ -425,16 +422,21 @@ fn day_files(cfg: &RunConfig, day: NaiveDate) -> Result<Vec<PathBuf>> {
     input::discover(&cfg.input, keep)
 }
 
+/// The widest `window_days` of `cfg`'s metrics in force on `day` (1 when
+/// none has a window).
+fn widest_window(cfg: &RunConfig, day: NaiveDate) -> u32 {
+    metrics_for(cfg, day)
+        .iter()
+        .map(|m| m.window_days)
+        .max()
+        .unwrap_or(1)
+}
+
 /// How many days before `day` `cfg`'s windows of `day` reach back to, when
 /// one of those days has no `shop_daily` partition (and will be computed
 /// from the input), else 0.
 fn window_days_to_compute(cfg: &RunConfig, day: NaiveDate) -> u32 {
-    let widest = metrics_for(cfg, day)
-        .iter()
-        .map(|m| m.window_days)
-        .max()
-        .unwrap_or(1);
-    let back = widest.saturating_sub(1);
+    let back = widest_window(cfg, day).saturating_sub(1);
     let missing = (1..=back).any(|k| {
         let d = day - chrono::Duration::days(k as i64);
         !output::is_committed(&cfg.output, "shop_daily", &cfg.platform, d, cfg.shard)
@@ -446,9 +448,11 @@ fn window_days_to_compute(cfg: &RunConfig, day: NaiveDate) -> u32 {
     }
 }
 
-/// [`daily`] for platforms sharing their input settings.
+/// [`daily`] for platforms sharing their input settings (`key`, as
+/// [`daily`] groups them).
 fn daily_group(
     cfgs: &[&RunConfig],
+    key: &str,
     day: NaiveDate,
     window_day: bool,
     carried: &mut Carried,
@@ -460,9 +464,8 @@ fn daily_group(
         .succ_opt()
         .ok_or_else(|| Error::Usage(format!("{day} is out of range")))?;
     let files = day_files(cfg, day)?;
-    let key = format!("{:?}", cfg.rules.input);
-    // A window day the day after's read has counted is not read again.
-    let counted = window_day.then(|| carried.get(day, &key, &files)).flatten();
+    // A window day a later day's read has counted is not read again.
+    let counted = window_day.then(|| carried.get(day, key, &files)).flatten();
     // The day's read counts the empty window days before it (used when
     // they are read from the same files).
     let count_days_before = match window_day {
@@ -508,12 +511,13 @@ fn daily_group(
                 },
             )?,
         };
-        for counts in loaded.take_days_before() {
-            carried.0.push(CarriedDay {
+        let days = loaded.take_days_before();
+        if !days.is_empty() {
+            carried.0.push(CarriedRead {
                 read: day,
-                key: key.clone(),
+                key: key.to_string(),
                 files: files.clone(),
-                counts,
+                days,
             });
         }
         let t_read = t_read.elapsed();
