@@ -18,6 +18,11 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::rules::InputSettings;
 use crate::shard::Shard;
+use crate::spill::{self, SpillBatch, SpillWriter};
+
+/// Spill files written and read with `O_DIRECT` where the file system takes
+/// it (see [`crate::spill`]).
+const SPILL_DIRECT: bool = true;
 
 pub const MS_PER_DAY: i64 = 86_400_000;
 
@@ -617,6 +622,14 @@ pub struct MemoryPlan {
     pub spill_bytes: u64,
     /// Where spill files go; `None` keeps everything in memory.
     pub spill_dir: Option<PathBuf>,
+    /// Spill files bypass the page cache (`O_DIRECT`, see [`crate::spill`])
+    /// when the read's encoded rows are expected to pass this many bytes.
+    /// A smaller spill stays buffered: the page cache holds it as easily as
+    /// kefu's own budget, and a build reads its bucket back at memory speed
+    /// instead of the disk's. A larger one would have the kernel find, fill
+    /// and drop more pages than kefu itself may use, which costs more than
+    /// waiting for the disk.
+    pub direct_spill_above: u64,
 }
 
 /// Bytes a row costs while its bucket is ordered and computed (measured on
@@ -637,6 +650,7 @@ impl MemoryPlan {
             chunk_rows: 1 << 24,
             spill_bytes: u64::MAX,
             spill_dir: None,
+            direct_spill_above: u64::MAX,
         }
     }
 
@@ -654,6 +668,7 @@ impl MemoryPlan {
             chunk_rows: (bytes / 8 / 150).clamp(1000, 1 << 24),
             spill_bytes: bytes / 4,
             spill_dir,
+            direct_spill_above: bytes,
         }
     }
 }
@@ -741,7 +756,7 @@ impl Loaded {
     /// spilled bucket is read back here). Each bucket can be taken once.
     pub fn take(&mut self, k: usize) -> Result<BucketRows> {
         Ok(BucketRows {
-            segments: self.store.take(k)?,
+            segments: self.store.take(k),
             has_session_column: self.has_session_column,
         })
     }
@@ -762,7 +777,7 @@ impl Loaded {
 
 /// One bucket's encoded rows, taken from [`Loaded`].
 pub struct BucketRows {
-    segments: Vec<Vec<u8>>,
+    segments: Segments,
     has_session_column: bool,
 }
 
@@ -791,8 +806,11 @@ impl BucketRows {
     /// The engine's table of these rows (see [`build`]). Needs no
     /// [`Loaded`], so buckets can be built on several threads at once.
     pub fn build(self) -> Result<Built> {
-        let (messages, per_day) =
-            build(self.segments, self.has_session_column, PARTITION_MIN_ROWS)?;
+        let (messages, per_day) = build(
+            self.segments.resolve()?,
+            self.has_session_column,
+            PARTITION_MIN_ROWS,
+        )?;
         let counts = BucketCounts {
             duplicates: messages.stats.duplicates,
             non_consumer: messages.stats.non_consumer,
@@ -874,7 +892,7 @@ pub fn scan(
     // The bucket bounds come from the first read that keeps rows (a sample
     // of the shops' traffic); until then there is one bucket.
     let mut bounds: Option<Bounds> = (total <= plan.bucket_rows).then(|| Bounds::new(Vec::new()));
-    let mut store = BucketStore::new(1, plan);
+    let mut store = BucketStore::new(1, plan, total);
     let mut stats = LoadStats {
         files: plans.len(),
         ..Default::default()
@@ -891,7 +909,7 @@ pub fn scan(
                 if let Some(b) =
                     bounds_from_read(&part, &clock, (first, last), total, plan.bucket_rows)
                 {
-                    store = BucketStore::new(b.len() + 1, plan);
+                    store = BucketStore::new(b.len() + 1, plan, total);
                     bounds = Some(Bounds::new(b));
                 }
             }
@@ -1062,7 +1080,7 @@ impl DayBefore {
         stats.rows_per_day = (first..=last).map(|d| (day_date(d), 0)).collect();
         Ok(Loaded {
             stats,
-            store: BucketStore::new(1, plan),
+            store: BucketStore::new(1, plan, 0),
             has_session_column: self.has_session_column,
             first,
             last,
@@ -1607,7 +1625,7 @@ fn classify_encode(
             }
         }
     }
-    store.spill_if_over()
+    store.spill_if_over(stats.rows_read)
 }
 
 /// The bucket bounds from the first read (see [`sample_bounds`]): the shops
@@ -1687,68 +1705,18 @@ struct BucketStore {
     in_mem: u64,
     spill_bytes: u64,
     spill_dir: Option<PathBuf>,
+    direct_spill_above: u64,
+    /// Rows the read will go through, and bytes appended so far: the
+    /// writer's mode is chosen on the projection.
+    rows_to_read: u64,
+    appended: u64,
     writer: Option<SpillWriter>,
-}
-
-/// One batch of spilled segments: (file, segments to append), in order.
-type SpillBatch = Vec<(PathBuf, Vec<Vec<u8>>)>;
-
-/// The thread that appends spilled segments to their files, batch by batch
-/// in the order sent.
-struct SpillWriter {
-    tx: Option<std::sync::mpsc::SyncSender<SpillBatch>>,
-    handle: Option<std::thread::JoinHandle<Result<()>>>,
-}
-
-impl SpillWriter {
-    fn start() -> SpillWriter {
-        // A rendezvous channel: a batch is handed over only when the thread
-        // has finished the one before.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<SpillBatch>(0);
-        let handle = std::thread::spawn(move || -> Result<()> {
-            for batch in rx {
-                for (path, segments) in batch {
-                    let io = |e: std::io::Error| {
-                        Error::Io(format!("cannot write spill file {}: {e}", path.display()))
-                    };
-                    let mut f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .map_err(io)?;
-                    for seg in segments {
-                        std::io::Write::write_all(&mut f, &seg).map_err(io)?;
-                    }
-                }
-            }
-            Ok(())
-        });
-        SpillWriter {
-            tx: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    /// Hands a batch over (waiting for the previous one to be written);
-    /// false when the thread has stopped on an error ([`SpillWriter::finish`]
-    /// says which).
-    fn send(&mut self, batch: SpillBatch) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok())
-    }
-
-    /// Waits for every batch to be written.
-    fn finish(&mut self) -> Result<()> {
-        drop(self.tx.take());
-        match self.handle.take().map(|h| h.join()) {
-            None => Ok(()),
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(Error::Io("the spill writer thread panicked".into())),
-        }
-    }
+    /// How the spill files were written, once the writer has finished.
+    mode: spill::Mode,
 }
 
 impl BucketStore {
-    fn new(buckets: usize, plan: &MemoryPlan) -> BucketStore {
+    fn new(buckets: usize, plan: &MemoryPlan, rows_to_read: u64) -> BucketStore {
         BucketStore {
             mem: (0..buckets).map(|_| Vec::new()).collect(),
             rows: vec![0; buckets],
@@ -1756,7 +1724,11 @@ impl BucketStore {
             in_mem: 0,
             spill_bytes: plan.spill_bytes,
             spill_dir: plan.spill_dir.clone(),
+            direct_spill_above: plan.direct_spill_above,
+            rows_to_read,
+            appended: 0,
             writer: None,
+            mode: spill::Mode::Buffered,
         }
     }
 
@@ -1767,11 +1739,14 @@ impl BucketStore {
     fn append(&mut self, k: usize, mut segment: Vec<u8>, rows: u64) {
         segment.shrink_to_fit();
         self.in_mem += segment.len() as u64;
+        self.appended += segment.len() as u64;
         self.mem[k].push(segment);
         self.rows[k] += rows;
     }
 
-    fn spill_if_over(&mut self) -> Result<()> {
+    /// Hands every bucket's segments to the spill writer once those in
+    /// memory pass half of `spill_bytes`; `rows_read`: how far the read is.
+    fn spill_if_over(&mut self, rows_read: u64) -> Result<()> {
         let Some(dir) = &self.spill_dir else {
             return Ok(());
         };
@@ -1782,7 +1757,11 @@ impl BucketStore {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::Io(format!("cannot create spill folder {}: {e}", dir.display()))
             })?;
-            self.writer = Some(SpillWriter::start());
+            // The bytes the whole read will encode, at the rate so far.
+            let projected =
+                self.appended as f64 * self.rows_to_read as f64 / rows_read.max(1) as f64;
+            let direct = SPILL_DIRECT && projected > self.direct_spill_above as f64;
+            self.writer = Some(SpillWriter::start(dir, direct));
         }
         let mut batch: SpillBatch = Vec::new();
         for (k, segments) in self.mem.iter_mut().enumerate() {
@@ -1807,31 +1786,50 @@ impl BucketStore {
     /// Waits until every spilled segment is in its file (before any
     /// [`BucketStore::take`]).
     fn finish_spill(&mut self) -> Result<()> {
-        match &mut self.writer {
-            Some(w) => w.finish(),
-            None => Ok(()),
+        if let Some(w) = &mut self.writer {
+            self.mode = w.finish()?;
         }
+        Ok(())
     }
 
-    /// Bucket `k`'s segments, in input order; its spill file is removed.
-    fn take(&mut self, k: usize) -> Result<Vec<Vec<u8>>> {
+    /// Bucket `k`'s segments, in input order (its spill file is removed
+    /// once read).
+    fn take(&mut self, k: usize) -> Segments {
         let mem = std::mem::take(&mut self.mem[k]);
         self.in_mem -= mem.iter().map(|s| s.len() as u64).sum::<u64>();
         let Some(path) = self.files[k].take() else {
-            return Ok(mem);
+            return Segments::InMemory(mem);
         };
-        // One segment: the file, then the rows still in memory (which came
-        // later), so that a bucket in shop order is not copied again.
-        let io = |e: std::io::Error| {
-            Error::Io(format!("cannot read spill file {}: {e}", path.display()))
+        Segments::Spilled {
+            path,
+            mode: self.mode,
+            later: mem,
+        }
+    }
+}
+
+/// A bucket's encoded rows as [`BucketStore::take`] hands them out.
+enum Segments {
+    InMemory(Vec<Vec<u8>>),
+    /// The file (read by the build, outside the store's lock), then the
+    /// rows still in memory (which came later).
+    Spilled {
+        path: PathBuf,
+        mode: spill::Mode,
+        later: Vec<Vec<u8>>,
+    },
+}
+
+impl Segments {
+    /// The segments, the spill file read (and removed): then as one
+    /// segment, so that a bucket in shop order is not copied again.
+    fn resolve(self) -> Result<Vec<Vec<u8>>> {
+        let (path, mode, later) = match self {
+            Segments::InMemory(mem) => return Ok(mem),
+            Segments::Spilled { path, mode, later } => (path, mode, later),
         };
-        let mut f = std::fs::File::open(&path).map_err(io)?;
-        let len = f.metadata().map_err(io)?.len() as usize;
-        let mut bytes = Vec::with_capacity(len + mem.iter().map(Vec::len).sum::<usize>());
-        std::io::Read::read_to_end(&mut f, &mut bytes).map_err(io)?;
-        drop(f);
-        let _ = std::fs::remove_file(&path);
-        for seg in mem {
+        let mut bytes = spill::read(&path, later.iter().map(Vec::len).sum(), mode)?;
+        for seg in later {
             bytes.extend_from_slice(&seg);
         }
         Ok(vec![bytes])

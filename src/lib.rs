@@ -15,5 +15,6 @@ pub mod rules;
 pub mod shard;
 pub mod spark;
 pub mod spark_connect;
+mod spill;
 
 pub use error::{Error, Result};
