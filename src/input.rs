@@ -721,6 +721,14 @@ impl Loaded {
         std::mem::take(&mut self.days_before)
     }
 
+    /// Bytes of encoded rows the read spilled to disk, and whether past the
+    /// page cache (see [`MemoryPlan::direct_spill_above`]); `None` when
+    /// nothing was spilled.
+    pub fn spilled(&self) -> Option<(u64, bool)> {
+        (self.store.spilled > 0)
+            .then_some((self.store.spilled, self.store.mode == spill::Mode::Direct))
+    }
+
     /// How many buckets there are (at least one; some may be empty).
     pub fn buckets(&self) -> usize {
         self.store.buckets()
@@ -1710,6 +1718,8 @@ struct BucketStore {
     /// writer's mode is chosen on the projection.
     rows_to_read: u64,
     appended: u64,
+    /// Bytes handed to the spill writer.
+    spilled: u64,
     writer: Option<SpillWriter>,
     /// How the spill files were written, once the writer has finished.
     mode: spill::Mode,
@@ -1727,6 +1737,7 @@ impl BucketStore {
             direct_spill_above: plan.direct_spill_above,
             rows_to_read,
             appended: 0,
+            spilled: 0,
             writer: None,
             mode: spill::Mode::Buffered,
         }
@@ -1773,6 +1784,7 @@ impl BucketStore {
                 .clone();
             batch.push((path, std::mem::take(segments)));
         }
+        self.spilled += self.in_mem;
         self.in_mem = 0;
         let writer = self.writer.as_mut().expect("started");
         if !writer.send(batch) {

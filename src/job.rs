@@ -627,10 +627,22 @@ fn daily_group(
                 add(&mut tables, parts)
             })?;
         }
+        let spilled = match loaded.spilled() {
+            None => String::new(),
+            Some((bytes, direct)) => format!(
+                " ({} spilled{})",
+                if bytes < 1_000_000_000 {
+                    format!("{:.1} MB", bytes as f64 / 1e6)
+                } else {
+                    format!("{:.2} GB", bytes as f64 / 1e9)
+                },
+                if direct { ", direct I/O" } else { "" }
+            ),
+        };
         line(
             progress,
             &format!(
-                "  {day}: read {:.2}s, {} shop bucket(s) built and computed {:.2}s",
+                "  {day}: read {:.2}s{spilled}, {} shop bucket(s) built and computed {:.2}s",
                 t_read.as_secs_f64(),
                 if empty_day { 0 } else { buckets },
                 t_work.elapsed().as_secs_f64(),
