@@ -705,6 +705,7 @@ pub struct Loaded {
     pub stats: LoadStats,
     store: BucketStore,
     has_session_column: bool,
+    clock: std::sync::Arc<LocalClock>,
     first: i32,
     last: i32,
     per_day: PlHashMap<i32, u64>,
@@ -766,6 +767,7 @@ impl Loaded {
         Ok(BucketRows {
             segments: self.store.take(k),
             has_session_column: self.has_session_column,
+            clock: self.clock.clone(),
         })
     }
 
@@ -787,6 +789,8 @@ impl Loaded {
 pub struct BucketRows {
     segments: Segments,
     has_session_column: bool,
+    /// The read's clock: a row's local day and time come from its `ts`.
+    clock: std::sync::Arc<LocalClock>,
 }
 
 /// A built bucket: its table and the counts [`Loaded::absorb`] adds up.
@@ -818,6 +822,7 @@ impl BucketRows {
             self.segments.resolve()?,
             self.has_session_column,
             PARTITION_MIN_ROWS,
+            &self.clock,
         )?;
         let counts = BucketCounts {
             duplicates: messages.stats.duplicates,
@@ -974,6 +979,7 @@ pub fn scan(
         stats,
         store,
         has_session_column,
+        clock: std::sync::Arc::new(clock),
         first,
         last,
         per_day: PlHashMap::new(),
@@ -1090,6 +1096,8 @@ impl DayBefore {
             stats,
             store: BucketStore::new(1, plan, 0),
             has_session_column: self.has_session_column,
+            // No row: the clock is never asked.
+            clock: std::sync::Arc::new(LocalClock::new(settings.timezone, 0, 0)),
             first,
             last,
             per_day: PlHashMap::new(),
@@ -1507,7 +1515,7 @@ fn classify_encode(
                     bad(&mut out, i, "buyer_id is null".into(), raw, time);
                     continue;
                 }
-                let Some((utc, d, t)) = time else {
+                let Some((utc, d, _)) = time else {
                     let why = if raw.is_none() {
                         "ts is null"
                     } else {
@@ -1568,7 +1576,7 @@ fn classify_encode(
                 };
                 let (buf, rows) = &mut out.buckets[b];
                 *rows += 1;
-                encode_row(buf, (utc, d, t), code, f, &vals);
+                encode_row(buf, utc, code, f, &vals);
             }
             out
         })
@@ -1697,9 +1705,10 @@ fn bounds_from_read(
 // ---------------------------------------------------------------------------
 // Buckets: kept rows, compactly encoded, in memory or spilled.
 //
-// A row is: ts (i64), day (i32), tod (i32), sender (u8), flags (u8), a null
-// mask (u8, bit j for key column j), then each non-null key string as a
-// length (one byte, or 0xFF and a u32) and its bytes; little-endian.
+// A row is: ts (i64, UTC), sender (u8), flags (u8), a null mask (u8, bit j
+// for key column j), then each non-null key string as a length (one byte,
+// or 0xFF and a u32) and its bytes; little-endian. Its local day and time
+// of day come from `ts` through the read's clock when it is parsed.
 
 /// The buckets' encoded rows, as segments of whole rows: in memory until
 /// their total passes half the plan's `spill_bytes`, then appended to one
@@ -1908,20 +1917,13 @@ fn corrupt_spill() -> Error {
 }
 
 /// Appends one encoded row (the layout [`parse_row`] reads): UTC `ts`,
-/// local day and time of day, sender code, flags, a null mask, then
-/// shop_id, buyer_id, msg_id, agent_id and session_id, each non-null one
-/// length-prefixed.
+/// sender code, flags, a null mask, then shop_id, buyer_id, msg_id,
+/// agent_id and session_id, each non-null one length-prefixed. The local
+/// day and time of day are not kept: the read's [`LocalClock`] gives them
+/// again from `ts` (8 bytes a row less to hold and spill).
 #[inline]
-fn encode_row(
-    buf: &mut Vec<u8>,
-    (utc, day, tod): (i64, i32, i32),
-    sender: u8,
-    flags: u8,
-    vals: &[Option<&str>; 5],
-) {
+fn encode_row(buf: &mut Vec<u8>, utc: i64, sender: u8, flags: u8, vals: &[Option<&str>; 5]) {
     buf.extend_from_slice(&utc.to_le_bytes());
-    buf.extend_from_slice(&day.to_le_bytes());
-    buf.extend_from_slice(&tod.to_le_bytes());
     buf.push(sender);
     buf.push(flags);
     let mut nulls = 0u8;
@@ -1944,22 +1946,25 @@ fn encode_row(
 }
 
 /// Parses the encoded row at `bytes[*p..]` and moves `*p` past it.
+///
+/// The local day and time of day come from `clock` (zero without one, for
+/// a pass that needs only the row's extent and keys).
 #[inline]
-fn parse_row<'a>(bytes: &'a [u8], p: &mut usize) -> Result<Row<'a>> {
+fn parse_row<'a>(bytes: &'a [u8], p: &mut usize, clock: Option<&LocalClock>) -> Result<Row<'a>> {
     let take = |p: &mut usize, n: usize| -> Result<&'a [u8]> {
         let s = bytes.get(*p..*p + n).ok_or_else(corrupt_spill)?;
         *p += n;
         Ok(s)
     };
-    let fixed = take(p, 19)?;
-    let sender = match fixed[16] {
+    let fixed = take(p, 11)?;
+    let sender = match fixed[8] {
         0 => Sender::Buyer,
         1 => Sender::Agent,
         2 => Sender::Bot,
         3 => Sender::System,
         _ => return Err(corrupt_spill()),
     };
-    let nulls = fixed[18];
+    let nulls = fixed[10];
     let mut keys: [Option<&[u8]>; 5] = [None; 5];
     for (j, k) in keys.iter_mut().enumerate() {
         if nulls & (1 << j) != 0 {
@@ -1974,12 +1979,14 @@ fn parse_row<'a>(bytes: &'a [u8], p: &mut usize) -> Result<Row<'a>> {
     let [Some(shop), Some(buyer), msg, agent, session] = keys else {
         return Err(corrupt_spill());
     };
+    let ts = i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes"));
+    let (day, tod) = clock.map_or((0, 0), |c| c.day_tod(ts));
     Ok(Row {
-        ts: i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes")),
-        day: i32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes")),
-        tod: i32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes")),
+        ts,
+        day,
+        tod,
         sender,
-        flags: fixed[17],
+        flags: fixed[9],
         shop,
         buyer,
         msg,
@@ -2131,8 +2138,10 @@ fn partition_rows(
 /// A thread's rows all hash alike, so each group's threads are complete;
 /// codes are given from `first_thread` on, group by group (codes only order
 /// the work), and `new_thread` is called with each new thread's buyer_id.
+#[allow(clippy::too_many_arguments)]
 fn partitioned_shop<'a>(
     bytes: &'a [u8],
+    clock: &LocalClock,
     n: usize,
     row0: u32,
     first_thread: u32,
@@ -2154,7 +2163,7 @@ fn partitioned_shop<'a>(
     let mut p = 0usize;
     while p < bytes.len() {
         off.push(p as u32);
-        let r = parse_row(bytes, &mut p)?;
+        let r = parse_row(bytes, &mut p, Some(clock))?;
         let mut k = 0u8;
         by_msg.push(match r.msg {
             Some(m) => {
@@ -2176,7 +2185,7 @@ fn partitioned_shop<'a>(
     // Every row at these places parsed above, so it parses again.
     let row_at = |at: u32| -> Row<'a> {
         let mut q = at as usize;
-        parse_row(bytes, &mut q).expect("a row that parsed before")
+        parse_row(bytes, &mut q, Some(clock)).expect("a row that parsed before")
     };
     let bits = (n / PARTITION_ROWS)
         .max(2)
@@ -2287,12 +2296,13 @@ fn build(
     segments: Vec<Vec<u8>>,
     has_session_column: bool,
     partition_min: usize,
+    clock: &LocalClock,
 ) -> Result<(Messages, PlHashMap<i32, u64>)> {
     let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut stats = LoadStats::default();
 
     // 1. Each row's length and shop code, in input order.
-    let approx_rows: usize = segments.iter().map(|s| s.len() / 40).sum();
+    let approx_rows: usize = segments.iter().map(|s| s.len() / 32).sum();
     let mut row_len: Vec<u32> = Vec::with_capacity(approx_rows);
     let mut row_shop: Vec<u32> = Vec::with_capacity(approx_rows);
     let mut shop_names: Vec<String> = Vec::new();
@@ -2304,7 +2314,7 @@ fn build(
             let mut p = 0usize;
             while p < bytes.len() {
                 let at = p;
-                let r = parse_row(bytes, &mut p)?;
+                let r = parse_row(bytes, &mut p, None)?;
                 let len = u32::try_from(p - at).map_err(|_| corrupt_spill())?;
                 let shop = match shops.get(&Key(r.shop)) {
                     Some(&c) => c,
@@ -2394,10 +2404,19 @@ fn build(
         if n >= partition_min && u32::try_from(bytes.len()).is_ok() {
             // A large shop: its tables would not stay in cache.
             let first_thread = buyer_names.len() as u32;
-            partitioned_shop(bytes, n, i, first_thread, &mut stats, &mut out, |buyer| {
-                shop_of_thread.push(shop as u32);
-                buyer_names.push(name(buyer));
-            })?;
+            partitioned_shop(
+                bytes,
+                clock,
+                n,
+                i,
+                first_thread,
+                &mut stats,
+                &mut out,
+                |buyer| {
+                    shop_of_thread.push(shop as u32);
+                    buyer_names.push(name(buyer));
+                },
+            )?;
             i += n as u32;
             continue;
         }
@@ -2415,7 +2434,7 @@ fn build(
         threads_of.reserve(n / 8);
         let mut p = 0usize;
         while p < bytes.len() {
-            let r = parse_row(bytes, &mut p)?;
+            let r = parse_row(bytes, &mut p, Some(clock))?;
             let row = i;
             i += 1;
             if let Some(msg) = r.msg {
@@ -2933,9 +2952,9 @@ mod tests {
                     _ => Some(format!("a{}", next(7))),
                 };
                 let session = (next(3) != 0).then(|| format!("x{}", next(90)));
-                let ts = 1_715_800_000_000 + next(6) as i64 * 60_000;
-                let day = 19_860 + next(2) as i32;
-                let tod = next(86_400_000) as i32;
+                // Six minutes on each of two local days (msg_ids repeat
+                // within a day and across them).
+                let ts = 1_715_800_000_000 + next(2) as i64 * MS_PER_DAY + next(6) as i64 * 60_000;
                 let flags = (next(16) as u8) | if next(9) == 0 { NON_CONSUMER } else { 0 };
                 let vals = [
                     Some(shop.as_str()),
@@ -2948,8 +2967,16 @@ mod tests {
                     segments.push(Vec::new());
                 }
                 let seg = segments.last_mut().expect("one");
-                encode_row(seg, (ts, day, tod), next(4) as u8, flags, &vals);
+                encode_row(seg, ts, next(4) as u8, flags, &vals);
             }
+            let clock = LocalClock::new(
+                chrono_tz::Asia::Shanghai,
+                1_715_700_000_000,
+                1_716_000_000_000,
+            );
+            let build = |segments, has_session_column, partition_min| {
+                build(segments, has_session_column, partition_min, &clock)
+            };
             for has_session_column in [false, true] {
                 let (a, a_days) = build(segments.clone(), has_session_column, usize::MAX).unwrap();
                 let (b, b_days) = build(segments.clone(), has_session_column, 0).unwrap();
