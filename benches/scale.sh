@@ -9,7 +9,7 @@
 # Data: `kefu gen --days 2 --shops 4000 --start 2024-05-16`, shuffled, in
 # parts of at most 10M rows with seeds 1, 2, ... (msg_ids carry the seed, so
 # the parts are one table); kept in benches/data/scale/ while src/gen.rs is
-# unchanged. 100M rows need ~2 GB of input and ~7 GB free disk for spilling
+# unchanged. 100M rows need ~2 GB of input and ~6 GB free disk for spilling
 # (under the output folder).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
