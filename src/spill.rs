@@ -122,8 +122,9 @@ fn write_error(path: &Path, e: io::Error) -> Error {
 }
 
 impl SpillWriter {
-    /// Starts the thread; `dir` exists. `direct: false` never tries
-    /// `O_DIRECT` (tests use it to cover the buffered path).
+    /// Starts the thread; `dir` exists. With `direct`, files are written
+    /// with `O_DIRECT` if a probe in `dir` shows that it works; without,
+    /// they are buffered.
     pub(crate) fn start(dir: &Path, direct: bool) -> SpillWriter {
         // A rendezvous channel: a batch is handed over only when the thread
         // has finished the one before.
@@ -240,44 +241,6 @@ impl Appender {
     }
 }
 
-/// Reads a spill file whole into a buffer with room for `extra` more bytes.
-fn read_file(
-    path: &Path,
-    extra: usize,
-    mode: Mode,
-    scratch: &mut AlignedBuf,
-) -> io::Result<Vec<u8>> {
-    let mut f = match mode {
-        Mode::Direct => open_direct(path, false)?,
-        Mode::Buffered => File::open(path)?,
-    };
-    let len = usize::try_from(f.metadata()?.len()).map_err(io::Error::other)?;
-    let mut out = Vec::with_capacity(len + extra);
-    match mode {
-        Mode::Buffered => {
-            f.read_to_end(&mut out)?;
-        }
-        Mode::Direct => {
-            // Whole-block requests; the last one is cut short by the end of
-            // the file, after which the offset is no longer aligned.
-            while out.len() < len {
-                let n = f.read(scratch.bytes_mut())?;
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&scratch.bytes()[..n]);
-            }
-        }
-    }
-    if out.len() != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("{} bytes read of {len}", out.len()),
-        ));
-    }
-    Ok(out)
-}
-
 fn read_error(path: &Path, e: io::Error) -> Error {
     Error::Io(format!("cannot read spill file {}: {e}", path.display()))
 }
@@ -285,8 +248,39 @@ fn read_error(path: &Path, e: io::Error) -> Error {
 /// Reads a spill file (written in `mode`) whole, with room for `extra` more
 /// bytes, and removes it.
 pub(crate) fn read(path: &Path, extra: usize, mode: Mode) -> Result<Vec<u8>> {
-    let mut scratch = AlignedBuf::new(if mode == Mode::Direct { STAGE } else { 0 });
-    let bytes = read_file(path, extra, mode, &mut scratch).map_err(|e| read_error(path, e));
+    let bytes = (|| -> io::Result<Vec<u8>> {
+        let mut f = match mode {
+            Mode::Direct => open_direct(path, false)?,
+            Mode::Buffered => File::open(path)?,
+        };
+        let len = usize::try_from(f.metadata()?.len()).map_err(io::Error::other)?;
+        let mut out = Vec::with_capacity(len + extra);
+        match mode {
+            Mode::Buffered => {
+                f.read_to_end(&mut out)?;
+            }
+            Mode::Direct => {
+                // Whole-block requests into an aligned buffer; the last one
+                // is cut short by the end of the file.
+                let mut scratch = AlignedBuf::new(STAGE.min(len.next_multiple_of(ALIGN)));
+                while out.len() < len {
+                    let n = f.read(scratch.bytes_mut())?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&scratch.bytes()[..n]);
+                }
+            }
+        }
+        if out.len() != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} bytes read of {len}", out.len()),
+            ));
+        }
+        Ok(out)
+    })()
+    .map_err(|e| read_error(path, e));
     let _ = std::fs::remove_file(path);
     bytes
 }
