@@ -20,10 +20,6 @@ use crate::rules::InputSettings;
 use crate::shard::Shard;
 use crate::spill::{self, SpillBatch, SpillWriter};
 
-/// Spill files written and read with `O_DIRECT` where the file system takes
-/// it (see [`crate::spill`]).
-const SPILL_DIRECT: bool = true;
-
 pub const MS_PER_DAY: i64 = 86_400_000;
 
 /// Who sent a row (SPEC §1).
@@ -911,6 +907,7 @@ pub fn scan(
         ..Default::default()
     };
     let mut read_per_day = vec![0u64; (last - first + 1).max(0) as usize];
+    let mut rows_before_file = 0u64;
     for (fp, &rows) in plans.iter().zip(&counts) {
         let file_start = stats.rows_read;
         let side_start = side.rows_read();
@@ -926,6 +923,9 @@ pub fn scan(
                     bounds = Some(Bounds::new(b));
                 }
             }
+            // File rows gone through, against `total`: the projection of the
+            // spill (rows outside the days count, as they do in `total`).
+            store.rows_scanned = rows_before_file + (offset + plan.chunk_rows).min(rows);
             classify_encode(
                 part,
                 settings,
@@ -947,6 +947,7 @@ pub fn scan(
             }
             offset += plan.chunk_rows;
         }
+        rows_before_file += rows;
         let path = fp.path.display().to_string();
         side.end_file(&path, side_start);
         stats.file_rows.push((path, stats.rows_read - file_start));
@@ -1641,7 +1642,7 @@ fn classify_encode(
             }
         }
     }
-    store.spill_if_over(stats.rows_read)
+    store.spill_if_over()
 }
 
 /// The bucket bounds from the first read (see [`sample_bounds`]): the shops
@@ -1723,9 +1724,10 @@ struct BucketStore {
     spill_bytes: u64,
     spill_dir: Option<PathBuf>,
     direct_spill_above: u64,
-    /// Rows the read will go through, and bytes appended so far: the
-    /// writer's mode is chosen on the projection.
+    /// File rows the read will go through and has gone through, and bytes
+    /// appended so far: the writer's mode is chosen on the projection.
     rows_to_read: u64,
+    rows_scanned: u64,
     appended: u64,
     /// Bytes handed to the spill writer.
     spilled: u64,
@@ -1745,6 +1747,7 @@ impl BucketStore {
             spill_dir: plan.spill_dir.clone(),
             direct_spill_above: plan.direct_spill_above,
             rows_to_read,
+            rows_scanned: 0,
             appended: 0,
             spilled: 0,
             writer: None,
@@ -1765,8 +1768,8 @@ impl BucketStore {
     }
 
     /// Hands every bucket's segments to the spill writer once those in
-    /// memory pass half of `spill_bytes`; `rows_read`: how far the read is.
-    fn spill_if_over(&mut self, rows_read: u64) -> Result<()> {
+    /// memory pass half of `spill_bytes`.
+    fn spill_if_over(&mut self) -> Result<()> {
         let Some(dir) = &self.spill_dir else {
             return Ok(());
         };
@@ -1779,8 +1782,8 @@ impl BucketStore {
             })?;
             // The bytes the whole read will encode, at the rate so far.
             let projected =
-                self.appended as f64 * self.rows_to_read as f64 / rows_read.max(1) as f64;
-            let direct = SPILL_DIRECT && projected > self.direct_spill_above as f64;
+                self.appended as f64 * self.rows_to_read as f64 / self.rows_scanned.max(1) as f64;
+            let direct = projected > self.direct_spill_above as f64;
             self.writer = Some(SpillWriter::start(dir, direct));
         }
         let mut batch: SpillBatch = Vec::new();

@@ -208,3 +208,48 @@ fn platform_lists_are_checked() {
         assert!(stderr.contains(needle), "{platform}: {stderr}");
     }
 }
+
+/// Whether a spill bypasses the page cache depends on the rows of the days
+/// read, not on how many other days the files hold: a month-long file whose
+/// day spills less than the budget stays buffered.
+#[test]
+fn a_day_spilling_less_than_the_budget_stays_buffered_in_a_month_long_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("month.parquet");
+    let out = run_bin(&[
+        "gen",
+        "--output",
+        input.to_str().unwrap(),
+        "--rows",
+        "60000",
+        "--days",
+        "30",
+        "--shops",
+        "40",
+        "--start",
+        "2024-05-01",
+    ]);
+    assert!(out.status.success());
+    let day = |budget: &str| {
+        let o = kefu(&[
+            "run",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            dir.path().join(budget).to_str().unwrap(),
+            "--platform",
+            "pdd",
+            "--date",
+            "2024-05-16",
+            "--memory-budget",
+            budget,
+        ]);
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{log}");
+        log
+    };
+    // The day and its next day: about 4,000 rows, some 250 KB encoded.
+    let log = day("512KiB");
+    assert!(log.contains(" MB spilled)"), "{log}");
+    assert!(!log.contains("direct I/O"), "{log}");
+}
