@@ -571,6 +571,10 @@ fn daily_group(
             })
             .collect();
         let compute = |msgs: &input::Messages| -> Result<Vec<Parts>> {
+            let ranks = specs
+                .iter()
+                .any(|(_, items)| *items)
+                .then(|| output::NameRanks::of(msgs));
             specs
                 .iter()
                 .zip(engine::compute_days(msgs, &sets, day))
@@ -579,12 +583,12 @@ fn daily_group(
                         .map_err(|e| polars_err("shop_daily", e))?;
                     let agent = output::agent_daily(msgs, metrics, &result)
                         .map_err(|e| polars_err("agent_daily", e))?;
-                    let items = match keep_items {
-                        true => Some(
-                            output::items(msgs, metrics, &result)
+                    let items = match (keep_items, &ranks) {
+                        (true, Some(ranks)) => Some(
+                            output::items(msgs, ranks, metrics, &result)
                                 .map_err(|e| polars_err("items", e))?,
                         ),
-                        false => None,
+                        _ => None,
                     };
                     let totals = result
                         .totals
