@@ -424,8 +424,36 @@ pub struct StagedPartition {
     staged: PathBuf,
     shard: Shard,
     file: Option<File>,
-    writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    /// The file's bytes pass through `buffer` (kept here too, so that
+    /// [`StagedPartition::commit`] flushes it and sees the error).
+    buffer: Option<Buffered>,
+    writer: Option<polars::io::parquet::write::BatchedWriter<Buffered>>,
     committed: bool,
+}
+
+/// A buffered staging file shared with the Parquet writer. The writer
+/// writes a file's footer field by field: unbuffered, that is a system call
+/// for every few bytes (about 100 per empty partition).
+#[derive(Clone)]
+struct Buffered(std::sync::Arc<std::sync::Mutex<std::io::BufWriter<File>>>);
+
+impl Buffered {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::io::BufWriter<File>> {
+        // Poisoned only by a panic while writing, which stops the run.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Write for Buffered {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.lock().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.lock().write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.lock().flush()
+    }
 }
 
 fn io_err(what: &str, p: &Path, e: &dyn std::fmt::Display) -> Error {
@@ -453,6 +481,7 @@ impl StagedPartition {
             staged,
             shard,
             file: Some(file),
+            buffer: None,
             writer: None,
             committed: false,
         })
@@ -470,10 +499,14 @@ impl StagedPartition {
                 .expect("open until commit")
                 .try_clone()
                 .map_err(|e| io_err("write", &self.staged, &e))?;
-            let w = ParquetWriter::new(file)
+            let buffer = Buffered(std::sync::Arc::new(std::sync::Mutex::new(
+                std::io::BufWriter::with_capacity(1 << 20, file),
+            )));
+            let w = ParquetWriter::new(buffer.clone())
                 .with_statistics(StatisticsOptions::full())
                 .batched(df.schema())
                 .map_err(|e| io_err("write", &self.staged, &e))?;
+            self.buffer = Some(buffer);
             self.writer = Some(w);
         }
         let w = self.writer.as_mut().expect("created above");
@@ -497,6 +530,12 @@ impl StagedPartition {
             .ok_or_else(|| io_err("write", &self.staged, &"no rows or schema were given"))?;
         w.finish().map_err(|e| io_err("write", &self.staged, &e))?;
         drop(w);
+        self.buffer
+            .take()
+            .expect("made with the writer")
+            .lock()
+            .flush()
+            .map_err(|e| io_err("write", &self.staged, &e))?;
         let mut file = self.file.take().expect("open until commit");
         file.flush()
             .map_err(|e| io_err("write", &self.staged, &e))?;
@@ -519,6 +558,7 @@ impl Drop for StagedPartition {
     fn drop(&mut self) {
         if !self.committed {
             self.writer = None;
+            self.buffer = None;
             self.file = None;
             let _ = fs::remove_file(&self.staged);
         }
