@@ -1151,13 +1151,38 @@ fn sample_bounds<'a>(
 /// decide most comparisons without a call to `memcmp`.
 struct Bounds {
     names: Vec<String>,
+    /// The bytes every name starts with (shop ids often share a long
+    /// prefix, "shop0000…", which would leave [`Bounds::prefixes`] equal).
+    common: Vec<u8>,
+    /// The 8 bytes after `common` of each name ([`prefix8`]).
     prefixes: Vec<u64>,
 }
 
 impl Bounds {
     fn new(names: Vec<String>) -> Bounds {
-        let prefixes = names.iter().map(|n| prefix8(n.as_bytes())).collect();
-        Bounds { names, prefixes }
+        let common: Vec<u8> = match names.first() {
+            None => Vec::new(),
+            Some(first) => {
+                let mut l = first.len();
+                for n in &names[1..] {
+                    l = first.as_bytes()[..l]
+                        .iter()
+                        .zip(n.as_bytes())
+                        .take_while(|(a, b)| a == b)
+                        .count();
+                }
+                first.as_bytes()[..l].to_vec()
+            }
+        };
+        let prefixes = names
+            .iter()
+            .map(|n| prefix8(&n.as_bytes()[common.len()..]))
+            .collect();
+        Bounds {
+            names,
+            common,
+            prefixes,
+        }
     }
 
     fn buckets(&self) -> usize {
@@ -1167,7 +1192,22 @@ impl Bounds {
     /// The bucket of a shop: the number of bounds at or below it.
     #[inline]
     fn bucket_of(&self, shop: &[u8]) -> usize {
-        let p = prefix8(shop);
+        // Against the prefix every bound shares: a shop below it, or a
+        // proper prefix of it, is below every bound; one above it is above.
+        let l = self.common.len();
+        if l > 0 {
+            let n = shop.len().min(l);
+            match shop[..n].cmp(&self.common[..n]) {
+                std::cmp::Ordering::Less => return 0,
+                std::cmp::Ordering::Greater => return self.names.len(),
+                std::cmp::Ordering::Equal if shop.len() < l => return 0,
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+        // The shop and every bound start with `common`: their rests order
+        // them.
+        let rest = &shop[l..];
+        let p = prefix8(rest);
         let (mut lo, mut hi) = (0, self.names.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -1176,7 +1216,7 @@ impl Bounds {
             let at_or_below = match self.prefixes[mid].cmp(&p) {
                 std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Greater => false,
-                std::cmp::Ordering::Equal => self.names[mid].as_bytes() <= shop,
+                std::cmp::Ordering::Equal => &self.names[mid].as_bytes()[l..] <= rest,
             };
             if at_or_below {
                 lo = mid + 1;
@@ -2680,10 +2720,25 @@ mod tests {
         }
         names.sort();
         names.dedup();
+        // Bounds of every kind, and bounds sharing a prefix (long, short,
+        // one of them the prefix itself).
+        let sharing = |p: &str| -> Vec<String> {
+            names.iter().filter(|n| n.starts_with(p)).cloned().collect()
+        };
+        let mut choices: Vec<Vec<String>> = Vec::new();
         for step in [1, 2, 3, 5] {
-            let chosen: Vec<String> = names.iter().skip(1).step_by(step).cloned().collect();
+            choices.push(names.iter().skip(1).step_by(step).cloned().collect());
+            for p in ["shop0000", "a", "ab", "\0"] {
+                choices.push(sharing(p).into_iter().step_by(step).collect());
+            }
+        }
+        choices.push(vec!["shop0000".to_string()]);
+        choices.push(vec!["shop0000".to_string(), "shop00001".to_string()]);
+        choices.push(Vec::new());
+        for chosen in choices {
             let bounds = Bounds::new(chosen.clone());
-            for shop in &names {
+            let probes = ["sho", "shop", "shop0001", "shoq", "shop000", "z", "a\0\0"];
+            for shop in names.iter().map(String::as_str).chain(probes) {
                 let naive = chosen.partition_point(|b| b.as_bytes() <= shop.as_bytes());
                 assert_eq!(
                     bounds.bucket_of(shop.as_bytes()),
