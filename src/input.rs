@@ -507,6 +507,21 @@ impl FilePlan {
     /// The file row numbers of [`FilePlan::read`]'s rows, for naming bad
     /// rows (a second, slower read: a row index stops the scan from
     /// skipping row groups).
+    /// The rows of each of the file's row groups, from its footer.
+    fn row_groups(&self) -> Result<Vec<u64>> {
+        let file =
+            std::fs::File::open(&self.path).map_err(|e| self.bad(format!("cannot open: {e}")))?;
+        let mut reader = ParquetReader::new(file);
+        let meta = reader
+            .get_metadata()
+            .map_err(|e| self.bad(format!("cannot read the Parquet footer: {e}")))?;
+        Ok(meta
+            .row_groups
+            .iter()
+            .map(|g| g.num_rows() as u64)
+            .collect())
+    }
+
     fn row_numbers(&self, offset: u64, len: u64) -> Result<Vec<u32>> {
         let df = self
             .lf
@@ -522,6 +537,61 @@ impl FilePlan {
             .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
             .map_err(|e| self.bad(format!("row index: {e}")))
     }
+}
+
+/// The reads of a file of `rows` rows in row groups of `groups` rows:
+/// `(offset, len)` of whole row groups, as many as fit in `chunk_rows` (at
+/// least one). A row group larger than `chunk_rows` is read in equal
+/// pieces. A read that starts or ends inside a row group decodes the whole
+/// group up to its end, so fixed-size reads across row groups would decode
+/// the groups they straddle twice (three times or more when `chunk_rows` is
+/// below the group size). If `groups` does not add up to `rows`, fixed-size
+/// reads.
+fn read_chunks(groups: &[u64], rows: u64, chunk_rows: u64) -> Vec<(u64, u64)> {
+    let chunk_rows = chunk_rows.max(1);
+    if groups.iter().sum::<u64>() != rows || groups.is_empty() {
+        return (0..rows.max(1))
+            .step_by(chunk_rows as usize)
+            .map(|o| (o, chunk_rows))
+            .collect();
+    }
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut offset = 0u64;
+    let mut open: Option<(u64, u64)> = None;
+    for &g in groups {
+        if g == 0 {
+            continue;
+        }
+        if g > chunk_rows {
+            if let Some(c) = open.take() {
+                out.push(c);
+            }
+            let pieces = g.div_ceil(chunk_rows);
+            let step = g.div_ceil(pieces);
+            let mut o = 0;
+            while o < g {
+                out.push((offset + o, step.min(g - o)));
+                o += step;
+            }
+        } else {
+            match &mut open {
+                Some((_, len)) if *len + g <= chunk_rows => *len += g,
+                _ => {
+                    if let Some(c) = open.take() {
+                        out.push(c);
+                    }
+                    open = Some((offset, g));
+                }
+            }
+        }
+        offset += g;
+    }
+    out.extend(open);
+    if out.is_empty() {
+        // No rows: one read still checks the file.
+        out.push((0, chunk_rows));
+    }
+    out
 }
 
 fn per_ms(unit: TimeUnit) -> i64 {
@@ -911,10 +981,9 @@ pub fn scan(
     for (fp, &rows) in plans.iter().zip(&counts) {
         let file_start = stats.rows_read;
         let side_start = side.rows_read();
-        let mut offset = 0;
-        while offset < rows.max(1) {
-            let part = fp.read(offset, plan.chunk_rows, !keep_rows)?;
-            let numbers = || fp.row_numbers(offset, plan.chunk_rows);
+        for (offset, len) in read_chunks(&fp.row_groups()?, rows, plan.chunk_rows) {
+            let part = fp.read(offset, len, !keep_rows)?;
+            let numbers = || fp.row_numbers(offset, len);
             if bounds.is_none() && keep_rows {
                 if let Some(b) =
                     bounds_from_read(&part, &clock, (first, last), total, plan.bucket_rows)
@@ -925,7 +994,7 @@ pub fn scan(
             }
             // File rows gone through, against `total`: the projection of the
             // spill (rows outside the days count, as they do in `total`).
-            store.rows_scanned = rows_before_file + (offset + plan.chunk_rows).min(rows);
+            store.rows_scanned = rows_before_file + (offset + len).min(rows);
             classify_encode(
                 part,
                 settings,
@@ -945,7 +1014,6 @@ pub fn scan(
                 // found them); if it were, one bucket keeps every row.
                 bounds = Some(Bounds::new(Vec::new()));
             }
-            offset += plan.chunk_rows;
         }
         rows_before_file += rows;
         let path = fp.path.display().to_string();
@@ -2700,6 +2768,65 @@ mod tests {
     /// The prefix comparison finds the same bucket as comparing whole
     /// strings, for names that share prefixes, hold zero bytes or are
     /// shorter than 8 bytes.
+    #[test]
+    fn reads_are_whole_row_groups_up_to_the_chunk() {
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for case in 0..2000 {
+            let groups: Vec<u64> = (0..next(6)).map(|_| next(40)).collect();
+            let rows: u64 = groups.iter().sum();
+            let chunk = 1 + next(30);
+            let reads = read_chunks(&groups, rows, chunk);
+            // The reads tile the file in order, none longer than the chunk.
+            let mut at = 0;
+            for &(o, len) in &reads {
+                assert_eq!(o, at, "case {case}: {groups:?} {chunk} {reads:?}");
+                assert!((len <= chunk && len > 0) || rows == 0, "case {case}");
+                at += len;
+            }
+            assert!(at == rows || (rows == 0 && reads.len() == 1));
+            // Reads start only at row-group starts, but inside a group larger
+            // than the chunk; a read of small groups could not take the next.
+            let starts: Vec<u64> = groups
+                .iter()
+                .scan(0, |acc, &g| {
+                    *acc += g;
+                    Some(*acc - g)
+                })
+                .collect();
+            for (k, &(o, len)) in reads.iter().enumerate() {
+                let inside_big = groups
+                    .iter()
+                    .zip(&starts)
+                    .any(|(&g, &s)| g > chunk && o >= s && o < s + g);
+                assert!(
+                    inside_big || starts.contains(&o) || rows == 0,
+                    "case {case}"
+                );
+                if let Some(&(o2, _)) = reads.get(k + 1) {
+                    let g = groups
+                        .iter()
+                        .zip(&starts)
+                        .find(|(&g, &s)| s == o2 && g > 0)
+                        .map(|(g, _)| *g);
+                    if let Some(g) = g {
+                        if !inside_big && g <= chunk {
+                            assert!(len + g > chunk, "case {case}: {groups:?} {chunk} {reads:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // Groups that do not add up to the rows: fixed-size reads.
+        assert_eq!(read_chunks(&[5], 7, 3), vec![(0, 3), (3, 3), (6, 3)]);
+        assert_eq!(read_chunks(&[], 0, 3), vec![(0, 3)]);
+    }
+
     #[test]
     fn bucket_of_agrees_with_whole_string_comparison() {
         let alphabet: &[&str] = &[
