@@ -2012,8 +2012,9 @@ impl std::hash::Hash for Key<'_> {
 /// One encoded row, parsed (see the layout above).
 struct Row<'a> {
     ts: i64,
+    /// The local day (the time of day is asked of the clock when the
+    /// columns are built).
     day: i32,
-    tod: i32,
     sender: Sender,
     flags: u8,
     shop: &'a [u8],
@@ -2058,8 +2059,8 @@ fn encode_row(buf: &mut Vec<u8>, utc: i64, sender: u8, flags: u8, vals: &[Option
 
 /// Parses the encoded row at `bytes[*p..]` and moves `*p` past it.
 ///
-/// The local day and time of day come from `clock` (zero without one, for
-/// a pass that needs only the row's extent and keys).
+/// The local day comes from `clock` (zero without one, for a pass that
+/// needs only the row's extent and keys).
 #[inline]
 fn parse_row<'a>(bytes: &'a [u8], p: &mut usize, clock: Option<&LocalClock>) -> Result<Row<'a>> {
     let take = |p: &mut usize, n: usize| -> Result<&'a [u8]> {
@@ -2091,11 +2092,10 @@ fn parse_row<'a>(bytes: &'a [u8], p: &mut usize, clock: Option<&LocalClock>) -> 
         return Err(corrupt_spill());
     };
     let ts = i64::from_le_bytes(fixed[0..8].try_into().expect("8 bytes"));
-    let (day, tod) = clock.map_or((0, 0), |c| c.day_tod(ts));
+    let day = clock.map_or(0, |c| c.day_tod(ts).0);
     Ok(Row {
         ts,
         day,
-        tod,
         sender,
         flags: fixed[9],
         shop,
@@ -2106,14 +2106,14 @@ fn parse_row<'a>(bytes: &'a [u8], p: &mut usize, clock: Option<&LocalClock>) -> 
     })
 }
 
-/// One kept row of a bucket being built, as the thread sort moves it.
+/// One kept row of a bucket being built, as the thread sort moves it (32
+/// bytes: its local day and time of day are given again from `ts` by the
+/// read's clock when the columns are built).
 #[derive(Clone, Copy)]
 struct Rec {
     thread: u32,
     tie: u32,
     ts: i64,
-    day: i32,
-    tod: i32,
     agent: u32,
     session: u32,
     sender: Sender,
@@ -2157,8 +2157,6 @@ impl<'a> Emit<'a> {
             thread,
             tie: (u32::from(r.sender != Sender::Buyer) << 31) | row,
             ts: r.ts,
-            day: r.day,
-            tod: r.tod,
             agent,
             session,
             sender: r.sender,
@@ -2669,8 +2667,9 @@ fn build(
         shop.push(shop_of_thread[r.thread as usize]);
         buyer.push(r.thread);
         ts.push(r.ts);
-        day.push(r.day);
-        tod.push(r.tod);
+        let (d, t) = clock.day_tod(r.ts);
+        day.push(d);
+        tod.push(t);
         sender.push(r.sender);
         flags.push(r.flags & !NON_CONSUMER);
         agent.push(r.agent);
