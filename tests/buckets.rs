@@ -84,7 +84,18 @@ fn gen(input: &Path, seed: &str) {
     );
 }
 
+/// Runs `platform` on 2024-05-16 to 2024-05-18 within `budget`; its log.
 fn run(input: &Path, out: &Path, platform: &str, budget: &str) -> String {
+    run_days(input, out, platform, budget, ("2024-05-16", "2024-05-18"))
+}
+
+fn run_days(
+    input: &Path,
+    out: &Path,
+    platform: &str,
+    budget: &str,
+    (from, to): (&str, &str),
+) -> String {
     let o = run_bin(&[
         "run",
         "--input",
@@ -94,15 +105,60 @@ fn run(input: &Path, out: &Path, platform: &str, budget: &str) -> String {
         "--platform",
         platform,
         "--date",
-        "2024-05-16",
+        from,
         "--to",
-        "2024-05-18",
+        to,
         "--memory-budget",
         budget,
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{stderr}");
     stderr
+}
+
+/// Every partition of `out` for `platform` is sorted by its key columns as
+/// strings (SPEC §5: shop_id, agent_id, metric, then the rest; for items,
+/// buyer_id and start), whatever order kefu computed the keys in.
+fn assert_sorted_by_keys(out: &Path, platform: &str) {
+    use polars::prelude::*;
+    for (table, keys) in [
+        ("shop_daily", &["shop_id", "metric"][..]),
+        ("shop_rolling", &["shop_id", "metric"][..]),
+        ("agent_daily", &["shop_id", "agent_id", "metric"][..]),
+        ("alerts", &["shop_id", "metric"][..]),
+        ("items", &["shop_id", "agent_id", "metric", "buyer_id"][..]),
+    ] {
+        let dir = out.join(table).join(format!("platform={platform}"));
+        for day in std::fs::read_dir(&dir).unwrap() {
+            let file = day.unwrap().path().join("part-0.parquet");
+            let df = read_parquet(&file);
+            let strings: Vec<Vec<Option<String>>> = keys
+                .iter()
+                .map(|k| {
+                    let c = df.column(k).unwrap().str().unwrap();
+                    c.iter().map(|v| v.map(str::to_string)).collect()
+                })
+                .collect();
+            let start: Vec<Option<i64>> = match table {
+                "items" => {
+                    let c = df.column("start").unwrap().cast(&DataType::Int64).unwrap();
+                    c.i64().unwrap().iter().collect()
+                }
+                _ => vec![None; df.height()],
+            };
+            let key = |i: usize| (strings.iter().map(|c| &c[i]).collect::<Vec<_>>(), start[i]);
+            for i in 1..df.height() {
+                assert!(
+                    key(i - 1) <= key(i),
+                    "{}: rows {} and {i} out of order: {:?} then {:?}",
+                    file.display(),
+                    i - 1,
+                    key(i - 1),
+                    key(i)
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -154,6 +210,7 @@ fn all_platforms_in_one_run_write_what_single_runs_write() {
     let log = run(&input, &together, "all", "256KiB");
     assert!(log.contains("taobao 2024-05-16:"), "{log}");
     for platform in ["pdd", "taobao", "douyin", "jd", "kuaishou", "xiaohongshu"] {
+        assert_sorted_by_keys(&together, platform);
         let alone = dir.path().join(format!("alone-{platform}"));
         run(&input, &alone, platform, "0");
         let expected = rows_by_partition(&alone, platform);
@@ -231,22 +288,8 @@ fn a_day_spilling_less_than_the_budget_stays_buffered_in_a_month_long_file() {
     ]);
     assert!(out.status.success());
     let day = |budget: &str| {
-        let o = kefu(&[
-            "run",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            dir.path().join(budget).to_str().unwrap(),
-            "--platform",
-            "pdd",
-            "--date",
-            "2024-05-16",
-            "--memory-budget",
-            budget,
-        ]);
-        let log = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success(), "{log}");
-        log
+        let out = dir.path().join(budget);
+        run_days(&input, &out, "pdd", budget, ("2024-05-16", "2024-05-16"))
     };
     // The day and its next day: about 4,000 rows, some 250 KB encoded.
     let log = day("512KiB");
