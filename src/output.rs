@@ -164,8 +164,9 @@ fn name_ranks(names: &[String]) -> Vec<u32> {
 }
 
 /// The places of a bucket's shop, agent and buyer names among their sorted
-/// names ([`name_ranks`]): the `items` table is sorted by these integers
-/// instead of the strings. Computed once per bucket for every platform.
+/// names (equal names, equal places): the `items` table is sorted by these
+/// integers instead of the strings. Computed once per bucket for every
+/// platform.
 pub struct NameRanks {
     shop: Vec<u32>,
     agent: Vec<u32>,

@@ -5,7 +5,7 @@
 //! On Linux they are written and read with `O_DIRECT`, past the page cache.
 //! Buffered, every spilled byte passes through pages the kernel has to find,
 //! fill and later drop: on the benchmark VM that costs about 2 s of system
-//! time per GB written (`dd`), about 13 s of CPU for the 6.5 GB a
+//! time per GB written (`dd`), about 10 s of CPU for the 5.3 GB a
 //! 100M-row day spills, against about 0.2 s per GB direct (see
 //! BENCHMARKS.md). Direct I/O needs offsets, lengths and buffers aligned to
 //! the device's block: the writer stages each file's bytes in an aligned
