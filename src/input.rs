@@ -882,6 +882,22 @@ impl Built {
 }
 
 impl BucketRows {
+    /// Whether the rows are (partly) in a spill file still to be read.
+    pub fn on_disk(&self) -> bool {
+        matches!(self.segments, Segments::Spilled { .. })
+    }
+
+    /// Reads a spilled bucket's file back (and removes it), so that
+    /// [`BucketRows::build`] does no I/O; nothing to do for a bucket in
+    /// memory.
+    pub fn read_back(&mut self) -> Result<()> {
+        if self.on_disk() {
+            let segments = std::mem::replace(&mut self.segments, Segments::InMemory(Vec::new()));
+            self.segments = Segments::InMemory(segments.resolve()?);
+        }
+        Ok(())
+    }
+
     /// The engine's table of these rows (see the module's `build`). Needs no
     /// [`Loaded`], so buckets can be built on several threads at once.
     pub fn build(self) -> Result<Built> {

@@ -245,6 +245,48 @@ fn read_error(path: &Path, e: io::Error) -> Error {
     Error::Io(format!("cannot read spill file {}: {e}", path.display()))
 }
 
+/// Reads the direct-I/O file `f` (`len` bytes) into `out`, empty with room
+/// for `len` rounded up to [`ALIGN`], when its buffer is aligned (large
+/// allocations are page-aligned): no copy through a staging buffer. `false`
+/// (and nothing read) when it is not.
+#[cfg(target_os = "linux")]
+fn read_direct_into(f: &File, out: &mut Vec<u8>, len: usize) -> io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    let whole = len.next_multiple_of(ALIGN);
+    if !(out.as_ptr() as usize).is_multiple_of(ALIGN) || out.capacity() < whole {
+        return Ok(false);
+    }
+    let mut filled = 0usize;
+    while filled < len {
+        let want = (whole - filled).min(STAGE);
+        // SAFETY: `filled + want <= whole <= capacity`, and read(2) writes
+        // at most `want` bytes there; nothing reads them before `set_len`.
+        let n = unsafe { libc::read(f.as_raw_fd(), out.as_mut_ptr().add(filled).cast(), want) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        filled += n as usize;
+    }
+    if filled > len {
+        return Err(io::Error::other(format!("{filled} bytes read of {len}")));
+    }
+    // SAFETY: the first `filled` bytes were written by read(2).
+    unsafe { out.set_len(filled) };
+    Ok(true)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_direct_into(_f: &File, _out: &mut Vec<u8>, _len: usize) -> io::Result<bool> {
+    Ok(false)
+}
+
 /// Reads a spill file (written in `mode`) whole, with room for `extra` more
 /// bytes, and removes it.
 pub(crate) fn read(path: &Path, extra: usize, mode: Mode) -> Result<Vec<u8>> {
@@ -254,11 +296,16 @@ pub(crate) fn read(path: &Path, extra: usize, mode: Mode) -> Result<Vec<u8>> {
             Mode::Buffered => File::open(path)?,
         };
         let len = usize::try_from(f.metadata()?.len()).map_err(io::Error::other)?;
-        let mut out = Vec::with_capacity(len + extra);
+        let mut out = Vec::with_capacity(match mode {
+            Mode::Buffered => len + extra,
+            // Room for the last block whole.
+            Mode::Direct => len.next_multiple_of(ALIGN).max(len + extra),
+        });
         match mode {
             Mode::Buffered => {
                 f.read_to_end(&mut out)?;
             }
+            Mode::Direct if read_direct_into(&f, &mut out, len)? => {}
             Mode::Direct => {
                 // Whole-block requests into an aligned buffer; the last one
                 // is cut short by the end of the file.
