@@ -774,12 +774,12 @@ fn daily_group(
 /// bounds the results waiting for their turn. The first error stops the
 /// work.
 ///
-/// Buckets after the largest are taken from `loaded`, and spilled ones read
-/// back from disk, by one more thread, in the workers' order and at most
-/// one bucket ahead of them: the workers are busy on the CPU and the disk
-/// is not, so the reads (5.3 GB at 100M rows, 12 s of the workers' time
-/// when each read its own bucket) overlap the builds. The bucket read ahead
-/// is the only extra memory.
+/// When the read spilled past the page cache, buckets after the largest are
+/// taken from `loaded`, and spilled ones read back from disk, by one more
+/// thread, in the workers' order and at most one bucket ahead of them: the
+/// workers are busy on the CPU and the disk is not, so the reads (5.3 GB at
+/// 100M rows, 12 s of the workers' time when each read its own bucket)
+/// overlap the builds. The bucket read ahead is the only extra memory.
 fn schedule_buckets<P: Send>(
     loaded: &mut input::Loaded,
     ahead: Option<usize>,
@@ -816,8 +816,12 @@ fn schedule_buckets<P: Send>(
         let _r = lock(&ready.0);
         ready.1.notify_all();
     };
+    // Only a spill past the page cache waits on the disk; one through it
+    // reads back at memory speed, and a reader thread would only add
+    // memory (measured at 10M rows: 80 MB more, no faster).
+    let read_ahead = matches!(lock(&shared).spilled(), Some((_, true)));
     std::thread::scope(|scope| {
-        {
+        if read_ahead {
             let (next, gate, shared, order, ready) = (&next, &gate, &shared, &order, &ready);
             scope.spawn(move || {
                 // The largest bucket is read by its worker: at the start,
@@ -871,7 +875,7 @@ fn schedule_buckets<P: Send>(
                         break;
                     }
                 }
-                let rows = if i == 0 {
+                let rows = if i == 0 || !read_ahead {
                     Some(lock(shared).take(k))
                 } else {
                     let mut r = lock(&ready.0);

@@ -1,6 +1,6 @@
 //! Spill files: a bucket's encoded rows, appended by a writer thread while
-//! the read goes on, and read back once by the worker that builds the
-//! bucket.
+//! the read goes on, and read back once, ahead of the worker that builds
+//! the bucket (see `job::schedule_buckets`).
 //!
 //! On Linux they are written and read with `O_DIRECT`, past the page cache.
 //! Buffered, every spilled byte passes through pages the kernel has to find,
