@@ -882,16 +882,11 @@ impl Built {
 }
 
 impl BucketRows {
-    /// Whether the rows are (partly) in a spill file still to be read.
-    pub fn on_disk(&self) -> bool {
-        matches!(self.segments, Segments::Spilled { .. })
-    }
-
     /// Reads a spilled bucket's file back (and removes it), so that
     /// [`BucketRows::build`] does no I/O; nothing to do for a bucket in
     /// memory.
     pub fn read_back(&mut self) -> Result<()> {
-        if self.on_disk() {
+        if matches!(self.segments, Segments::Spilled { .. }) {
             let segments = std::mem::replace(&mut self.segments, Segments::InMemory(Vec::new()));
             self.segments = Segments::InMemory(segments.resolve()?);
         }

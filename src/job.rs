@@ -861,7 +861,7 @@ fn schedule_buckets<P: Send>(
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 // The reader may go on to the bucket after this one (told
                 // under the lock: see `stop`).
-                {
+                if read_ahead {
                     let _r = lock(&ready.0);
                     ready.1.notify_all();
                 }
