@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does kefu's throughput hold as a day grows? Times `kefu run` (Pinduoduo,
 # one day, --no-items, default --memory-budget) on 1M, 10M and 100M rows and
-# reports wall time, time per million rows and peak memory (GNU time).
+# reports wall time, time per million rows, CPU time per million rows and
+# peak memory (GNU time), sizes interleaved round by round.
 #
 #   benches/scale.sh              # 1M, 10M, 100M
 #   SIZES="1 10" benches/scale.sh # millions of rows to run
@@ -38,8 +39,9 @@ part() { # millions seed -> path
     echo "$f"
 }
 
-echo "| rows | files | wall s (median of $RUNS) | s per 1M rows | user s | sys s | peak RSS MiB |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
+# Inputs first; then RUNS rounds, each running every size once, so that a
+# slow or fast spell of the machine (timings on the benchmark VM drift by
+# 10-30% over minutes) falls on all sizes alike.
 for m in $SIZES; do
     input=$DATA/day${m}M
     rm -rf "$input"; mkdir -p "$input"
@@ -50,20 +52,32 @@ for m in $SIZES; do
             ln -s "$(part 10 "$s")" "$input/part-$(printf %02d "$s").parquet"
         done
     fi
-    results=()
-    for (( r = 0; r < RUNS; r++ )); do
+    : > "$OUT.$m.results"
+done
+for (( r = 0; r < RUNS; r++ )); do
+    for m in $SIZES; do
         rm -rf "$OUT"
-        /usr/bin/time -f "%e %U %S %M" -o "$OUT.time" "$KEFU" run --input "$input" --output "$OUT" \
-            --platform pdd --date 2024-05-16 --no-items 2> "$OUT.log" \
+        /usr/bin/time -f "%e %U %S %M" -o "$OUT.time" "$KEFU" run --input "$DATA/day${m}M" \
+            --output "$OUT" --platform pdd --date 2024-05-16 --no-items 2> "$OUT.log" \
             || { tail -5 "$OUT.log" >&2; exit 1; }
-        results+=("$(cat "$OUT.time")")
+        cat "$OUT.time" >> "$OUT.$m.results"
+        grep -o '[0-9]* rows read' "$OUT.log" | tail -1 | cut -d' ' -f1 > "$OUT.$m.rows"
         log "${m}M run $((r + 1)): $(cat "$OUT.time") ($(grep -o 'read [0-9.]*s.*' "$OUT.log" | head -1))"
     done
-    med=$(printf '%s\n' "${results[@]}" | sort -n | awk -v n=$RUNS 'NR == int((n + 1) / 2)')
-    read -r wall user sys rss <<<"$med"
-    files=$(ls "$input" | wc -l)
-    rows=$(grep -o '[0-9]* rows read' "$OUT.log" | tail -1 | cut -d' ' -f1)
-    awk -v r="$rows" -v f="$files" -v w="$wall" -v u="$user" -v s="$sys" -v k="$rss" \
-        'BEGIN { printf "| %d | %d | %.2f | %.3f | %.1f | %.1f | %d |\n", r, f, w, w / (r / 1e6), u, s, k / 1024 }'
+done
+
+# Wall and CPU (user + system) time are medians over the runs, each taken
+# on its own; CPU time per row shows whether the work per row holds, wall
+# time whether the cores stay busy as well.
+echo "| rows | files | wall s (median of $RUNS) | s per 1M rows | CPU s per 1M rows | user s | sys s | peak RSS MiB |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+for m in $SIZES; do
+    med() { awk "{ print $1 }" "$OUT.$m.results" | sort -n | awk -v n=$RUNS 'NR == int((n + 1) / 2)'; }
+    wall=$(med '$1'); cpu=$(med '$2 + $3'); user=$(med '$2'); sys=$(med '$3'); rss=$(med '$4')
+    files=$(ls "$DATA/day${m}M" | wc -l)
+    rows=$(cat "$OUT.$m.rows")
+    awk -v r="$rows" -v f="$files" -v w="$wall" -v c="$cpu" -v u="$user" -v s="$sys" -v k="$rss" \
+        'BEGIN { printf "| %d | %d | %.2f | %.3f | %.3f | %.1f | %.1f | %d |\n", r, f, w, w / (r / 1e6), c / (r / 1e6), u, s, k / 1024 }'
+    rm -f "$OUT.$m.results" "$OUT.$m.rows"
 done
 rm -rf "$OUT" "$OUT.time" "$OUT.log"
