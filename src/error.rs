@@ -23,6 +23,10 @@ pub enum Error {
     /// permissions, I/O errors (exit 75, EX_TEMPFAIL).
     #[error("{0}")]
     Io(String),
+    /// A bug in kefu caught before it could hang the run (exit 70,
+    /// EX_SOFTWARE).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -34,6 +38,7 @@ impl Error {
             Error::NoInput(_) => 66,
             Error::BadData(_) => 65,
             Error::Io(_) => 75,
+            Error::Internal(_) => 70,
         }
     }
 }

@@ -808,6 +808,22 @@ fn schedule_buckets<P: Send>(
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
+    // A panic in a bucket's work becomes that bucket's error: left to end
+    // its thread, it would leave the others waiting for its result, and
+    // the run would hang instead of failing. (The panic's message is
+    // printed as it happens.)
+    fn caught<T>(k: usize, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Internal(format!(
+                "shop bucket {k} failed (a bug: please report it): {why}"
+            )))
+        })
+    }
     let stop = |gate: &(Mutex<(usize, bool)>, Condvar), ready: &(Mutex<Ready>, Condvar)| {
         lock(&gate.0).1 = true;
         gate.1.notify_all();
@@ -838,9 +854,11 @@ fn schedule_buckets<P: Send>(
                     if lock(&gate.0).1 {
                         break;
                     }
-                    let rows = lock(shared).take(k).and_then(|mut rows| {
-                        rows.read_back()?;
-                        Ok(rows)
+                    let rows = caught(k, || {
+                        lock(shared).take(k).and_then(|mut rows| {
+                            rows.read_back()?;
+                            Ok(rows)
+                        })
                     });
                     let mut r = lock(&ready.0);
                     r.0.insert(i, rows);
@@ -890,10 +908,12 @@ fn schedule_buckets<P: Send>(
                     }
                 };
                 let Some(rows) = rows else { break };
-                let result = rows.and_then(|r| r.build()).and_then(|built| {
-                    let (messages, counts) = built.split();
-                    let parts = compute(&messages)?;
-                    Ok((counts, parts))
+                let result = caught(k, || {
+                    rows.and_then(|r| r.build()).and_then(|built| {
+                        let (messages, counts) = built.split();
+                        let parts = compute(&messages)?;
+                        Ok((counts, parts))
+                    })
                 });
                 if tx.send((k, result)).is_err() {
                     break;
@@ -1078,4 +1098,108 @@ fn alerts(
         }),
     )?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A day of `kefu gen` rows read with a 64 KiB budget: dozens of
+    /// buckets, spilled past the page cache (on the disk's file system).
+    fn spilled_day(dir: &std::path::Path) -> input::Loaded {
+        let file = dir.join("day.parquet");
+        let day = NaiveDate::from_ymd_opt(2024, 5, 16).unwrap();
+        crate::gen::write(
+            &crate::gen::GenConfig {
+                seed: 7,
+                rows: 20_000,
+                days: 1,
+                shops: 40,
+                start: day,
+                shuffled: true,
+                row_group_size: None,
+            },
+            &file,
+        )
+        .unwrap();
+        let plan = input::MemoryPlan::from_budget(64 << 10, Some(dir.join("spill")));
+        let loaded = input::scan(
+            &[file],
+            &crate::rules::InputSettings::default(),
+            DayRange {
+                first: day,
+                last: day.succ_opt().unwrap(),
+            },
+            false,
+            crate::shard::Shard::WHOLE,
+            &plan,
+            input::ScanOptions::default(),
+        )
+        .unwrap();
+        assert!(loaded.buckets() > 4, "{} buckets", loaded.buckets());
+        loaded
+    }
+
+    /// Runs `schedule_buckets` on its own thread, failing the test if it
+    /// has not returned within two minutes; the error's exit code and
+    /// message.
+    fn schedule_error(
+        dir: std::path::PathBuf,
+        before: impl FnOnce(&std::path::Path) + Send + 'static,
+        fail_on_call: usize,
+    ) -> (i32, String) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut loaded = spilled_day(&dir);
+            before(&dir);
+            let calls = AtomicUsize::new(0);
+            let compute = |_: &input::Messages| -> Result<()> {
+                if calls.fetch_add(1, Ordering::SeqCst) == fail_on_call {
+                    panic!("injected");
+                }
+                Ok(())
+            };
+            let result = schedule_buckets(&mut loaded, Some(2), &compute, |()| Ok(()));
+            let _ = tx.send(result.map_err(|e| (e.exit_code(), e.to_string())));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the run hung")
+            .expect_err("the run succeeded")
+    }
+
+    /// A panic in one bucket's work ends the run with an internal error
+    /// naming the bucket, instead of leaving the other workers, the reader
+    /// and the merge waiting for its result for ever. The spill goes past
+    /// the page cache here (a 64 KiB budget on the disk), so the reader
+    /// thread runs, and the window keeps workers near the merge.
+    #[test]
+    fn a_panicking_bucket_fails_the_run_instead_of_hanging_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, message) = schedule_error(dir.path().to_path_buf(), |_| {}, 1);
+        assert_eq!(code, 70, "{message}");
+        assert!(
+            message.contains("shop bucket") && message.contains("injected"),
+            "{message}"
+        );
+    }
+
+    /// A spill file that cannot be read back (gone here) stops the run with
+    /// an I/O error naming it, whether the reader thread or a worker reads
+    /// it.
+    #[test]
+    fn an_unreadable_spill_file_fails_the_run_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let remove = |dir: &std::path::Path| {
+            for f in std::fs::read_dir(dir.join("spill")).unwrap() {
+                std::fs::remove_file(f.unwrap().path()).unwrap();
+            }
+        };
+        let (code, message) = schedule_error(dir.path().to_path_buf(), remove, usize::MAX);
+        assert_eq!(code, 75, "{message}");
+        assert!(
+            message.contains("cannot read spill file") && message.contains("bucket-"),
+            "{message}"
+        );
+    }
 }
