@@ -777,9 +777,10 @@ fn daily_group(
 /// When the read spilled past the page cache, buckets after the largest are
 /// taken from `loaded`, and spilled ones read back from disk, by one more
 /// thread, in the workers' order and at most one bucket ahead of them: the
-/// workers are busy on the CPU and the disk is not, so the reads (5.3 GB at
-/// 100M rows, 12 s of the workers' time when each read its own bucket)
-/// overlap the builds. The bucket read ahead is the only extra memory.
+/// workers are busy on the CPU and the disk is not, so the reads (4.4 GB at
+/// 100M rows; 12 s of the workers' time when each read its own bucket)
+/// overlap the builds. The bucket read ahead is the only extra memory. A
+/// panic in a bucket's work becomes that bucket's error (see `caught`).
 fn schedule_buckets<P: Send>(
     loaded: &mut input::Loaded,
     ahead: Option<usize>,
@@ -840,9 +841,10 @@ fn schedule_buckets<P: Send>(
         if read_ahead {
             let (next, gate, shared, order, ready) = (&next, &gate, &shared, &order, &ready);
             scope.spawn(move || {
-                // The largest bucket is read by its worker: at the start,
-                // it and the next are read at once, not one after the
-                // other (the second worker would wait for both).
+                // The largest bucket is taken by its worker (its rows are
+                // normally still in memory: see `BucketStore::spill_if_over`;
+                // if it was spilled after all, it and the next are read at
+                // once, not one after the other).
                 for (i, &k) in order.iter().enumerate().skip(1) {
                     // At most one bucket ahead of those the workers claimed.
                     {
