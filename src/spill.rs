@@ -148,7 +148,14 @@ impl SpillWriter {
             } else {
                 Mode::Buffered
             };
-            let mut kept = keep.map(|(path, room)| (path, Vec::with_capacity(room)));
+            // The room is an estimate, possibly far too large (a day at the
+            // start of a month-long file): a reservation refused (no
+            // overcommit) only means the buffer grows as it fills.
+            let mut kept = keep.map(|(path, room)| {
+                let mut bytes = Vec::new();
+                let _ = bytes.try_reserve_exact(room);
+                (path, bytes)
+            });
             let mut files: HashMap<PathBuf, Appender> = HashMap::new();
             let mut stage = AlignedBuf::new(if mode == Mode::Direct { STAGE } else { 0 });
             for batch in rx {
