@@ -16,7 +16,7 @@ use kefu::rules::{RuleSet, PLATFORMS};
     about = "Customer-service metrics (Pinduoduo, Taobao, Douyin, JD, Kuaishou, Xiaohongshu) from Parquet chat logs",
     long_about = "kefu reads a Parquet table of e-commerce chat messages and writes the customer-service \
 metrics the platforms grade shops on, per shop and per agent and day, as Hive-partitioned Parquet.\n\n\
-Exit codes: 0 ok, 2 usage, 65 bad input data, 66 input missing, 75 I/O error (retry), 78 invalid rule file."
+Exit codes: 0 ok, 2 usage, 65 bad input data, 66 input missing, 70 internal error (a bug), 75 I/O error (retry), 78 invalid rule file."
 )]
 pub struct Cli {
     #[command(subcommand)]
