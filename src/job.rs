@@ -780,7 +780,7 @@ fn daily_group(
 /// workers are busy on the CPU and the disk is not, so the reads (4.4 GB at
 /// 100M rows; 12 s of the workers' time when each read its own bucket)
 /// overlap the builds. The bucket read ahead is the only extra memory. A
-/// panic in a bucket's work becomes that bucket's error (see `caught`).
+/// panic in a bucket's work, or in `add`, becomes an error (see `caught`).
 fn schedule_buckets<P: Send>(
     loaded: &mut input::Loaded,
     ahead: Option<usize>,
@@ -809,11 +809,11 @@ fn schedule_buckets<P: Send>(
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
-    // A panic in a bucket's work becomes that bucket's error: left to end
-    // its thread, it would leave the others waiting for its result, and
-    // the run would hang instead of failing. (The panic's message is
-    // printed as it happens.)
-    fn caught<T>(k: usize, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    // A panic in a bucket's work, or in adding the results, becomes an
+    // error: left to end its thread, it would leave the others waiting for
+    // its result or its notice, and the run would hang instead of failing.
+    // (The panic's message is printed as it happens.)
+    fn caught<T>(what: impl FnOnce() -> String, work: impl FnOnce() -> Result<T>) -> Result<T> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
             let why = panic
                 .downcast_ref::<&str>()
@@ -821,7 +821,8 @@ fn schedule_buckets<P: Send>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             Err(Error::Internal(format!(
-                "shop bucket {k} failed (a bug: please report it): {why}"
+                "{} failed (a bug: please report it): {why}",
+                what()
             )))
         })
     }
@@ -856,12 +857,15 @@ fn schedule_buckets<P: Send>(
                     if lock(&gate.0).1 {
                         break;
                     }
-                    let rows = caught(k, || {
-                        lock(shared).take(k).and_then(|mut rows| {
-                            rows.read_back()?;
-                            Ok(rows)
-                        })
-                    });
+                    let rows = caught(
+                        || format!("shop bucket {k}"),
+                        || {
+                            lock(shared).take(k).and_then(|mut rows| {
+                                rows.read_back()?;
+                                Ok(rows)
+                            })
+                        },
+                    );
                     let mut r = lock(&ready.0);
                     r.0.insert(i, rows);
                     ready.1.notify_all();
@@ -910,13 +914,16 @@ fn schedule_buckets<P: Send>(
                     }
                 };
                 let Some(rows) = rows else { break };
-                let result = caught(k, || {
-                    rows.and_then(|r| r.build()).and_then(|built| {
-                        let (messages, counts) = built.split();
-                        let parts = compute(&messages)?;
-                        Ok((counts, parts))
-                    })
-                });
+                let result = caught(
+                    || format!("shop bucket {k}"),
+                    || {
+                        rows.and_then(|r| r.build()).and_then(|built| {
+                            let (messages, counts) = built.split();
+                            let parts = compute(&messages)?;
+                            Ok((counts, parts))
+                        })
+                    },
+                );
                 if tx.send((k, result)).is_err() {
                     break;
                 }
@@ -925,21 +932,24 @@ fn schedule_buckets<P: Send>(
         drop(tx);
         let mut pending: BTreeMap<usize, Done<P>> = BTreeMap::new();
         let mut want = 0usize;
-        let outcome = (|| {
-            for (k, result) in rx.iter() {
-                pending.insert(k, result);
-                while let Some(result) = pending.remove(&want) {
-                    result.and_then(|(counts, parts)| {
-                        lock(&shared).absorb(counts);
-                        add(parts)
-                    })?;
-                    want += 1;
-                    lock(&gate.0).0 = want;
-                    gate.1.notify_all();
+        let outcome = caught(
+            || "adding the shop buckets' tables".into(),
+            || {
+                for (k, result) in rx.iter() {
+                    pending.insert(k, result);
+                    while let Some(result) = pending.remove(&want) {
+                        result.and_then(|(counts, parts)| {
+                            lock(&shared).absorb(counts);
+                            add(parts)
+                        })?;
+                        want += 1;
+                        lock(&gate.0).0 = want;
+                        gate.1.notify_all();
+                    }
                 }
-            }
-            Ok(())
-        })();
+                Ok(())
+            },
+        );
         if outcome.is_err() || want < n {
             stop(&gate, &ready);
         }
@@ -1150,6 +1160,7 @@ mod tests {
         dir: std::path::PathBuf,
         before: impl FnOnce(&std::path::Path) + Send + 'static,
         fail_on_call: usize,
+        add_fails_on_call: usize,
     ) -> (i32, String) {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -1162,7 +1173,15 @@ mod tests {
                 }
                 Ok(())
             };
-            let result = schedule_buckets(&mut loaded, Some(2), &compute, |()| Ok(()));
+            let mut added = 0;
+            let add = |()| {
+                added += 1;
+                if added == add_fails_on_call {
+                    panic!("injected in add");
+                }
+                Ok(())
+            };
+            let result = schedule_buckets(&mut loaded, Some(2), &compute, add);
             let _ = tx.send(result.map_err(|e| (e.exit_code(), e.to_string())));
         });
         rx.recv_timeout(std::time::Duration::from_secs(120))
@@ -1178,10 +1197,19 @@ mod tests {
     #[test]
     fn a_panicking_bucket_fails_the_run_instead_of_hanging_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (code, message) = schedule_error(dir.path().to_path_buf(), |_| {}, 1);
+        let (code, message) = schedule_error(dir.path().to_path_buf(), |_| {}, 1, usize::MAX);
         assert_eq!(code, 70, "{message}");
         assert!(
             message.contains("shop bucket") && message.contains("injected"),
+            "{message}"
+        );
+        // The same when adding a bucket's results panics (on the calling
+        // thread, while workers wait at the window).
+        let dir = tempfile::tempdir().unwrap();
+        let (code, message) = schedule_error(dir.path().to_path_buf(), |_| {}, usize::MAX, 2);
+        assert_eq!(code, 70, "{message}");
+        assert!(
+            message.contains("adding") && message.contains("injected in add"),
             "{message}"
         );
     }
@@ -1197,7 +1225,8 @@ mod tests {
                 std::fs::remove_file(f.unwrap().path()).unwrap();
             }
         };
-        let (code, message) = schedule_error(dir.path().to_path_buf(), remove, usize::MAX);
+        let (code, message) =
+            schedule_error(dir.path().to_path_buf(), remove, usize::MAX, usize::MAX);
         assert_eq!(code, 75, "{message}");
         assert!(
             message.contains("cannot read spill file") && message.contains("bucket-"),
