@@ -1962,12 +1962,10 @@ impl BucketStore {
     /// Waits until every spilled segment is in its file (before any
     /// [`BucketStore::take`]).
     fn finish_spill(&mut self) -> Result<()> {
-        if let Some(w) = &mut self.writer {
+        if let Some(mut w) = self.writer.take() {
             let written = w.finish()?;
             self.mode = written.mode;
-            if written.kept.is_some() {
-                self.held_bytes = written.kept;
-            }
+            self.held_bytes = written.kept;
         }
         Ok(())
     }
