@@ -320,6 +320,13 @@ pub fn compute_days(m: &Messages, sets: &[MetricSet], day: NaiveDate) -> Vec<Day
             }
             let mut items = Vec::new();
             if set.keep_items {
+                // At once, as in `compute_day`.
+                items.reserve_exact(
+                    all.items
+                        .iter()
+                        .map(|it| mine[it.metric as usize].len())
+                        .sum(),
+                );
                 for it in &all.items {
                     for &j in &mine[it.metric as usize] {
                         items.push(Item {
