@@ -769,11 +769,11 @@ fn daily_group(
 /// decided place by place when a place is first wanted (by the worker that
 /// claims it, or by the thread reading spilled buckets one ahead). The
 /// largest bucket comes first. When results may wait in any order (no
-/// `ahead` limit), the buckets taken while the largest is being built are
-/// the smallest, and after it the largest left: building a bucket needs
-/// memory the process has not touched before only beyond what it has
-/// already freed, and on the benchmark VM a first touch costs 1-3 s of
-/// system time per GB. Built beside the largest shop's bucket, the second
+/// `ahead` limit, or one that every bucket fits in), the buckets taken
+/// while the largest is being built are the smallest, and after it the
+/// largest left: building a bucket needs memory the process has not
+/// touched before only beyond what it has already freed, and on the
+/// benchmark VM a first touch costs 0.5-3 s per GB (BENCHMARKS.md). Built beside the largest shop's bucket, the second
 /// largest took fresh memory too (at 100M rows: 3.5 s for its 7.3M rows,
 /// against 0.16 us a row for the others); after it, it reuses the
 /// largest's. Taking the largest left once the largest is done ends the
