@@ -19,7 +19,7 @@ pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 use chrono::NaiveDate;
 use rayon::prelude::*;
 
-use crate::input::{day_number, flag, Messages, Sender, NONE};
+use crate::model::{day_number, flag, Messages, Sender, NONE};
 use crate::rules::{Kind, Metric, Policy, Responders, Unit, Unreplied};
 
 /// Why an item was left out of both sides of its metric.

@@ -10,11 +10,10 @@ pub mod error;
 pub mod gen;
 pub mod input;
 pub mod job;
+pub mod model;
 pub mod output;
 pub mod rules;
 pub mod shard;
 pub mod spark;
-pub mod spark_connect;
-mod spill;
 
 pub use error::{Error, Result};

@@ -85,7 +85,7 @@ fn run(cli: Cli) -> kefu::Result<()> {
                     "kefu: {}: submitting {} .. {} to {remote}",
                     job.platform, job.from, job.to
                 );
-                kefu::spark_connect::submit(&remote, &script, &mut |l| eprintln!("kefu: {l}"))?;
+                kefu::spark::connect::submit(&remote, &script, &mut |l| eprintln!("kefu: {l}"))?;
             }
             eprintln!(
                 "kefu: done: {} platform(s) on Spark, output in {}, {:.2}s",

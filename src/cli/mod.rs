@@ -311,7 +311,7 @@ impl RunArgs {
                     "--engine spark needs --spark-remote sc://HOST:PORT (or SPARK_REMOTE)".into(),
                 )
             })?;
-        kefu::spark_connect::host_port(&remote)?;
+        kefu::spark::connect::host_port(&remote)?;
         for (given, flag) in [
             (self.threads.is_some(), "--threads"),
             (self.shard.is_some(), "--shard"),

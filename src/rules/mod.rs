@@ -17,12 +17,15 @@ use toml::Spanned;
 /// The platforms whose presets are compiled into the binary (SPEC §4).
 /// The name is also the `platform=` partition of the output.
 pub const PLATFORMS: &[(&str, &str)] = &[
-    ("pdd", include_str!("../queries/pdd.toml")),
-    ("taobao", include_str!("../queries/taobao.toml")),
-    ("douyin", include_str!("../queries/douyin.toml")),
-    ("jd", include_str!("../queries/jd.toml")),
-    ("kuaishou", include_str!("../queries/kuaishou.toml")),
-    ("xiaohongshu", include_str!("../queries/xiaohongshu.toml")),
+    ("pdd", include_str!("../../queries/pdd.toml")),
+    ("taobao", include_str!("../../queries/taobao.toml")),
+    ("douyin", include_str!("../../queries/douyin.toml")),
+    ("jd", include_str!("../../queries/jd.toml")),
+    ("kuaishou", include_str!("../../queries/kuaishou.toml")),
+    (
+        "xiaohongshu",
+        include_str!("../../queries/xiaohongshu.toml"),
+    ),
 ];
 
 /// The canonical input columns (SPEC §1), in the order `[input.columns]` may name them.

@@ -40,13 +40,15 @@
 //! folder skipping); a bad run stops at the bad-row check but does not name
 //! example rows.
 
+pub mod connect;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 
 use crate::error::{Error, Result};
-use crate::input::{day_number, MS_PER_DAY};
+use crate::model::{day_date, day_number, MS_PER_DAY, TS_MAX_MS, TS_MIN_MS};
 use crate::rules::{
     EpochUnit, Kind, Metric, Policy, Responders, RuleSet, Unit, Unreplied, CANONICAL_COLUMNS,
 };
@@ -174,10 +176,6 @@ fn local_day(utc_ms: &str, tz: &str) -> String {
     let l = local_ms(utc_ms, tz);
     format!("CAST(({l} - pmod({l}, 86400000)) div 86400000 AS INT)")
 }
-
-/// Bounds on timestamps kept (as in the native reader): 1900-01-01 to 2200-01-01.
-const TS_MIN_MS: i64 = -2_208_988_800_000;
-const TS_MAX_MS: i64 = 7_258_118_400_000;
 
 /// The day numbers (inclusive) on which `m` computes, or `None`.
 fn days_of(m: &Metric, from: i32, to: i32, rules_as_of: Option<NaiveDate>) -> Option<(i32, i32)> {
@@ -635,8 +633,8 @@ pub fn compile_with_columns(
             },
             m.hours,
             m.responders,
-            crate::input::day_date(*lo),
-            crate::input::day_date(*hi)
+            day_date(*lo),
+            day_date(*hi)
         )
         .ok();
         writeln!(

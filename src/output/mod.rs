@@ -17,7 +17,7 @@ use polars::prelude::*;
 
 use crate::engine::{DayResult, Item};
 use crate::error::{Error, Result};
-use crate::input::Messages;
+use crate::model::Messages;
 use crate::rules::{Kind, Metric};
 use crate::shard::Shard;
 
