@@ -1,4 +1,21 @@
 //! The job's errors, each with the exit code a scheduler can act on.
+//!
+//! The mapping, the contract of README's "When things go wrong" (sysexits
+//! codes where one fits):
+//!
+//! | code | variant | whose fault |
+//! |---|---|---|
+//! | 0 | (success) | |
+//! | 1 | (not an error) | `kefu rules diff` found differences, as `diff` exits |
+//! | 2 | [`Error::Usage`], and clap's own errors | the command line |
+//! | 65 | [`Error::BadData`] | the input's content |
+//! | 66 | [`Error::NoInput`] | the input's path |
+//! | 70 | [`Error::Internal`] | kefu (a bug): never 65 or 75, a retry or a fixed input would not help |
+//! | 75 | [`Error::Io`] | the machine: disk, permissions, a lock; a retry may help |
+//! | 78 | [`Error::Rules`] | the rule file |
+//!
+//! A closed stdout (`kefu sql | head`) is not an error: the binary stops
+//! writing and exits 0.
 
 use crate::rules::RuleError;
 
@@ -23,8 +40,8 @@ pub enum Error {
     /// permissions, I/O errors (exit 75, EX_TEMPFAIL).
     #[error("{0}")]
     Io(String),
-    /// A bug in kefu caught before it could hang the run (exit 70,
-    /// EX_SOFTWARE).
+    /// A bug in kefu caught before it could hang the run, such as a panic
+    /// in a worker or a broken invariant (exit 70, EX_SOFTWARE).
     #[error("{0}")]
     Internal(String),
 }
