@@ -216,7 +216,7 @@ impl BucketRows {
         Ok(())
     }
 
-    /// The engine's table of these rows (see the module's `build`). Needs no
+    /// The engine's table of these rows (see the `threads` module). Needs no
     /// [`Loaded`], so buckets can be built on several threads at once.
     pub fn build(self) -> Result<Built> {
         let (messages, per_day) = build(

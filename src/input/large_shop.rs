@@ -1,6 +1,6 @@
 //! Stage 5 for a large shop: de-duplication and threads in hash
 //! partitions, so that every hash table stays in the core's cache. Gives
-//! what the row-by-row path of [`build`](super::threads) gives.
+//! what the row-by-row path of [`build`](super::threads::build) gives.
 
 use crate::error::Result;
 use crate::model::LoadStats;
@@ -84,7 +84,7 @@ fn partition_rows(
 
 /// De-duplicates and threads one large shop's rows (`bytes`, `n` rows, the
 /// first at place `row0` in shop order), giving the same result as the
-/// row-by-row path of [`build`](super::threads) but with every hash table small: the rows
+/// row-by-row path of [`build`](super::threads::build) but with every hash table small: the rows
 /// are first grouped by a hash of (local day, msg_id), each group
 /// de-duplicated in input order (so the first of equal rows stays), then
 /// the rows kept are grouped by a hash of buyer_id and each group threaded.
