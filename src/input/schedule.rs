@@ -15,9 +15,9 @@ use crate::input;
 /// while the largest is being built are the smallest, and after it the
 /// largest left: building a bucket needs memory the process has not
 /// touched before only beyond what it has already freed, and on the
-/// benchmark VM a first touch costs 0.5-3 s per GB (BENCHMARKS.md). Built beside the largest shop's bucket, the second
-/// largest took fresh memory too (at 100M rows: 3.5 s for its 7.3M rows,
-/// against 0.16 us a row for the others); after it, it reuses the
+/// benchmark VM a first touch is costly (BENCHMARKS.md). Built beside the
+/// largest shop's bucket, the second largest took fresh memory too (and
+/// was many times slower a row than the others); after it, it reuses the
 /// largest's. Taking the largest left once the largest is done ends the
 /// day on small buckets, so that the workers finish together. With a
 /// limit, the order is the buckets' own (results are added in that order,
@@ -73,9 +73,9 @@ impl WorkOrder {
 /// When the read spilled past the page cache, buckets after the largest are
 /// taken from `loaded`, and spilled ones read back from disk, by one more
 /// thread, in the workers' order and at most one bucket ahead of them: the
-/// workers are busy on the CPU and the disk is not, so the reads (4.4 GB at
-/// 100M rows; 12 s of the workers' time when each read its own bucket)
-/// overlap the builds. The bucket read ahead is the only extra memory. A
+/// workers are busy on the CPU and the disk is not, so the reads (seconds
+/// of the workers' time at scale, when each read its own bucket) overlap
+/// the builds. The bucket read ahead is the only extra memory. A
 /// panic in a bucket's work, or in `add`, becomes an error (see `caught`).
 pub fn schedule_buckets<P: Send>(
     loaded: &mut input::Loaded,
@@ -133,7 +133,7 @@ pub fn schedule_buckets<P: Send>(
     };
     // Only a spill past the page cache waits on the disk; one through it
     // reads back at memory speed, and a reader thread would only add
-    // memory (measured at 10M rows: 80 MB more, no faster).
+    // memory, for no speed.
     let read_ahead = matches!(lock(&shared).spilled(), Some((_, true)));
     let at = |i: usize| lock(&order).at(i, largest_busy.load(Ordering::SeqCst));
     let at = &at;

@@ -3,14 +3,12 @@
 //! the bucket (see `job::schedule_buckets`), large files in pieces by
 //! several threads at once. The writer can instead gather one bucket's
 //! segments in memory (the largest, built first: see
-//! `input::BucketStore::spill_if_over`).
+//! `BucketStore::spill_if_over` in the `buckets` module).
 //!
 //! On Linux they are written and read with `O_DIRECT`, past the page cache.
 //! Buffered, every spilled byte passes through pages the kernel has to find,
-//! fill and later drop: on the benchmark VM that costs about 2 s of system
-//! time per GB written (`dd`), about 10 s of CPU for the 5.3 GB a
-//! 100M-row day spills, against about 0.2 s per GB direct (see
-//! BENCHMARKS.md). Direct I/O needs offsets, lengths and buffers aligned to
+//! fill and later drop, which on the benchmark VM costs several times the
+//! system time of direct writes (see BENCHMARKS.md). Direct I/O needs offsets, lengths and buffers aligned to
 //! the device's block: the writer stages each file's bytes in an aligned
 //! buffer and keeps the unaligned tail for the next batch; the last block is
 //! padded, then the file cut back to its true length. Where the folder's
@@ -285,9 +283,9 @@ const PIECES_MAX: usize = 4;
 /// Reads the file `f` (`len` bytes) into `out`, empty with room for `len`
 /// (rounded up to [`ALIGN`] when `direct`), in pieces of at least
 /// [`PIECE_MIN`] read at once by one thread each: first touches of fresh
-/// memory are what such a read mostly waits on (on the benchmark VM about
-/// 2 s per GB on one thread, 0.8 s on two; the disk's direct reads into
-/// touched memory run at 2.3 GB/s), and the disk serves several requests
+/// memory are what such a read mostly waits on (more than the disk's direct
+/// reads into touched memory, and less on two threads than on one: see
+/// BENCHMARKS.md), and the disk serves several requests
 /// at once. `false` (and nothing read) when `direct` and `out`'s buffer is
 /// not aligned (large allocations are page-aligned).
 #[cfg(target_os = "linux")]
