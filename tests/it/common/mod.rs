@@ -282,3 +282,84 @@ pub fn counts(rows: &ShopRows, shop: &str, metric: &str) -> Option<(i64, i64)> {
     rows.get(&(shop.to_string(), metric.to_string()))
         .map(|r| (r.0, r.1))
 }
+
+/// A test that cannot run on this machine: says why on stderr and returns,
+/// except under CI (the `CI` environment variable set), where a test that
+/// did not run is a failure, not a pass.
+pub fn cannot_run_here(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED (not a pass; fails when CI is set): {why}");
+}
+
+/// The part of a run's stderr a user acts on: from kefu's `kefu: error:` line
+/// on (the lines before it are progress, with timings), or all of it for a
+/// usage error (clap's, which has no progress before it). `root`, a
+/// temporary folder, is shown as `[TMP]` so that the text is the same on
+/// every run.
+pub fn error_paragraph(stderr: &[u8], root: &Path) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let from = text.find("kefu: error: ").unwrap_or(0);
+    let root = root.to_str().unwrap();
+    text[from..].trim_end().replace(root, "[TMP]")
+}
+
+/// A table of error cases for one snapshot: `case -> exit code -> message`.
+pub struct ErrorTable {
+    root: PathBuf,
+    text: String,
+}
+
+impl ErrorTable {
+    /// `root`: the temporary folder the cases' paths are under.
+    pub fn new(root: &Path) -> ErrorTable {
+        ErrorTable {
+            root: root.to_path_buf(),
+            text: String::new(),
+        }
+    }
+
+    pub fn add(&mut self, case: &str, out: &std::process::Output) {
+        use std::fmt::Write as _;
+        let code = out
+            .status
+            .code()
+            .map_or("killed".to_string(), |c| c.to_string());
+        let message = error_paragraph(&out.stderr, &self.root);
+        let _ = writeln!(self.text, "== {case} -> exit {code}");
+        for line in message.lines() {
+            let _ = writeln!(self.text, "   {line}");
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Every row of a Parquet file as one line (`col=value` pairs, in column
+/// order), sorted, under a header naming the columns and their types.
+pub fn sorted_rows(path: &Path) -> String {
+    let df = read_parquet(path);
+    let header = df
+        .columns()
+        .iter()
+        .map(|c| format!("{}: {}", c.name(), c.dtype()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names: Vec<String> = df.columns().iter().map(|c| c.name().to_string()).collect();
+    let mut rows: Vec<String> = (0..df.height())
+        .map(|i| {
+            let row = df.get_row(i).unwrap();
+            row.0
+                .iter()
+                .zip(&names)
+                .map(|(v, n)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    rows.sort();
+    format!("{} rows; {header}\n{}\n", rows.len(), rows.join("\n"))
+}
