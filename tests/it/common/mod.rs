@@ -302,7 +302,28 @@ pub fn error_paragraph(stderr: &[u8], root: &Path) -> String {
     let text = String::from_utf8_lossy(stderr);
     let from = text.find("kefu: error: ").unwrap_or(0);
     let root = root.to_str().unwrap();
-    text[from..].trim_end().replace(root, "[TMP]")
+    without_pids(&text[from..].trim_end().replace(root, "[TMP]"))
+}
+
+/// `.part-0.parquet.13944.tmp` -> `.part-0.parquet.[PID].tmp`: staging files
+/// carry the writer's process id.
+fn without_pids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(end) = rest.find(".tmp") {
+        let head = &rest[..end];
+        let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 && head[..head.len() - digits].ends_with('.') {
+            out.push_str(&head[..head.len() - digits]);
+            out.push_str("[PID]");
+        } else {
+            out.push_str(head);
+        }
+        out.push_str(".tmp");
+        rest = &rest[end + 4..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A table of error cases for one snapshot: `case -> exit code -> message`.
@@ -338,9 +359,10 @@ impl ErrorTable {
     }
 }
 
-/// Every row of a Parquet file as one line (`col=value` pairs, in column
-/// order), sorted, under a header naming the columns and their types.
-pub fn sorted_rows(path: &Path) -> String {
+/// Every row of a Parquet file as one line of values (strings quoted,
+/// floats in full: shortest round-trip form), sorted, under a header naming
+/// the columns and their types. `keep`: only the rows it accepts (`None`: all).
+pub fn sorted_rows(path: &Path, keep: Option<&dyn Fn(&[AnyValue]) -> bool>) -> String {
     let df = read_parquet(path);
     let header = df
         .columns()
@@ -348,16 +370,17 @@ pub fn sorted_rows(path: &Path) -> String {
         .map(|c| format!("{}: {}", c.name(), c.dtype()))
         .collect::<Vec<_>>()
         .join(", ");
-    let names: Vec<String> = df.columns().iter().map(|c| c.name().to_string()).collect();
     let mut rows: Vec<String> = (0..df.height())
-        .map(|i| {
-            let row = df.get_row(i).unwrap();
-            row.0
-                .iter()
-                .zip(&names)
-                .map(|(v, n)| format!("{n}={v}"))
+        .map(|i| df.get_row(i).unwrap().0)
+        .filter(|row| keep.is_none_or(|k| k(row)))
+        .map(|row| {
+            row.iter()
+                .map(|v| match v {
+                    AnyValue::Float64(x) => format!("{x:?}"),
+                    v => v.to_string(),
+                })
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(", ")
         })
         .collect();
     rows.sort();
