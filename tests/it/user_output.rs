@@ -97,7 +97,7 @@ fn output_tables_of_the_sample() {
         "shop_rolling",
         "alerts",
     ] {
-        let keep: Option<&dyn Fn(&[AnyValue]) -> bool> = match table {
+        let keep: RowFilter = match table {
             "items" => Some(&alerted),
             _ => None,
         };

@@ -359,10 +359,13 @@ impl ErrorTable {
     }
 }
 
+/// Which rows of a table to keep (a row as its values, in column order).
+pub type RowFilter<'a> = Option<&'a dyn Fn(&[AnyValue]) -> bool>;
+
 /// Every row of a Parquet file as one line of values (strings quoted,
 /// floats in full: shortest round-trip form), sorted, under a header naming
 /// the columns and their types. `keep`: only the rows it accepts (`None`: all).
-pub fn sorted_rows(path: &Path, keep: Option<&dyn Fn(&[AnyValue]) -> bool>) -> String {
+pub fn sorted_rows(path: &Path, keep: RowFilter) -> String {
     let df = read_parquet(path);
     let header = df
         .columns()
