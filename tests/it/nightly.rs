@@ -2,13 +2,11 @@
 //! provisional days finalised by the next night's run, alerts, manifests,
 //! determinism, and partitions that survive a killed run.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn kefu_ok(args: &[&str]) -> String {
     let o = run_bin(args);
@@ -433,12 +431,15 @@ fn killed_run_leaves_whole_partitions_and_a_rerun_equals_a_clean_run() {
         }
     }
     // A re-run completes and writes what a clean run writes.
-    let status = Command::new(kefu_bin())
+    let rerun = Command::new(kefu_bin())
         .args(args(&killed))
-        .stderr(std::process::Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
     let leftovers: Vec<_> = tree(&killed)
         .into_iter()
         .filter(|(p, _)| p.file_name().unwrap().to_str().unwrap().starts_with('.'))

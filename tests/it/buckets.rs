@@ -3,12 +3,10 @@
 //! together, every table's partitions hold exactly the same rows in the
 //! same order.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// Every row of every data file, per (table, platform, day), in file order.
 fn rows_by_partition(out: &Path, platform: &str) -> BTreeMap<String, Vec<String>> {
@@ -286,7 +284,11 @@ fn a_day_spilling_less_than_the_budget_stays_buffered_in_a_month_long_file() {
         "--start",
         "2024-05-01",
     ]);
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let day = |budget: &str| {
         let out = dir.path().join(budget);
         run_days(&input, &out, "pdd", budget, ("2024-05-16", "2024-05-16"))

@@ -1,12 +1,10 @@
 //! `--shard I/N`: N shard runs together write exactly the rows one run
 //! writes, for every table and day.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// Every row of every data file, per (table, partition), as sorted text.
 fn rows_by_partition(out: &Path) -> BTreeMap<String, Vec<String>> {
@@ -126,5 +124,7 @@ fn shards_together_write_what_one_run_writes() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`3/3` is not I/N"), "{stderr}");
 }

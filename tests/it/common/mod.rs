@@ -282,3 +282,110 @@ pub fn counts(rows: &ShopRows, shop: &str, metric: &str) -> Option<(i64, i64)> {
     rows.get(&(shop.to_string(), metric.to_string()))
         .map(|r| (r.0, r.1))
 }
+
+/// A test that cannot run on this machine: says why on stderr and returns,
+/// except under CI (the `CI` environment variable set), where a test that
+/// did not run is a failure, not a pass.
+pub fn cannot_run_here(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED (not a pass; fails when CI is set): {why}");
+}
+
+/// The part of a run's stderr a user acts on: from kefu's `kefu: error:` line
+/// on (the lines before it are progress, with timings), or all of it for a
+/// usage error (clap's, which has no progress before it). `root`, a
+/// temporary folder, is shown as `[TMP]` so that the text is the same on
+/// every run.
+pub fn error_paragraph(stderr: &[u8], root: &Path) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let from = text.find("kefu: error: ").unwrap_or(0);
+    let root = root.to_str().unwrap();
+    without_pids(&text[from..].trim_end().replace(root, "[TMP]"))
+}
+
+/// `.part-0.parquet.13944.tmp` -> `.part-0.parquet.[PID].tmp`: staging files
+/// carry the writer's process id.
+fn without_pids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(end) = rest.find(".tmp") {
+        let head = &rest[..end];
+        let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 && head[..head.len() - digits].ends_with('.') {
+            out.push_str(&head[..head.len() - digits]);
+            out.push_str("[PID]");
+        } else {
+            out.push_str(head);
+        }
+        out.push_str(".tmp");
+        rest = &rest[end + 4..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A table of error cases for one snapshot: `case -> exit code -> message`.
+pub struct ErrorTable {
+    root: PathBuf,
+    text: String,
+}
+
+impl ErrorTable {
+    /// `root`: the temporary folder the cases' paths are under.
+    pub fn new(root: &Path) -> ErrorTable {
+        ErrorTable {
+            root: root.to_path_buf(),
+            text: String::new(),
+        }
+    }
+
+    pub fn add(&mut self, case: &str, out: &std::process::Output) {
+        use std::fmt::Write as _;
+        let code = out
+            .status
+            .code()
+            .map_or("killed".to_string(), |c| c.to_string());
+        let message = error_paragraph(&out.stderr, &self.root);
+        let _ = writeln!(self.text, "== {case} -> exit {code}");
+        for line in message.lines() {
+            let _ = writeln!(self.text, "   {line}");
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Which rows of a table to keep (a row as its values, in column order).
+pub type RowFilter<'a> = Option<&'a dyn Fn(&[AnyValue]) -> bool>;
+
+/// Every row of a Parquet file as one line of values (strings quoted,
+/// floats in full: shortest round-trip form), sorted, under a header naming
+/// the columns and their types. `keep`: only the rows it accepts (`None`: all).
+pub fn sorted_rows(path: &Path, keep: RowFilter) -> String {
+    let df = read_parquet(path);
+    let header = df
+        .columns()
+        .iter()
+        .map(|c| format!("{}: {}", c.name(), c.dtype()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut rows: Vec<String> = (0..df.height())
+        .map(|i| df.get_row(i).unwrap().0)
+        .filter(|row| keep.is_none_or(|k| k(row)))
+        .map(|row| {
+            row.iter()
+                .map(|v| match v {
+                    AnyValue::Float64(x) => format!("{x:?}"),
+                    v => v.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect();
+    rows.sort();
+    format!("{} rows; {header}\n{}\n", rows.len(), rows.join("\n"))
+}

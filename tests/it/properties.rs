@@ -1,8 +1,6 @@
 //! Property tests: the rule parser and the message reader never panic. Any
 //! input gives a result or a clear error.
 
-mod common;
-
 use chrono::NaiveDate;
 use polars::prelude::*;
 use proptest::prelude::*;
@@ -131,7 +129,7 @@ fn build(t: &Table) -> DataFrame {
             .wrapping_add(1442695040888963407);
         x >> 33
     };
-    let day0 = common::at("2024-05-16 00:00:00");
+    let day0 = crate::common::at("2024-05-16 00:00:00");
     let n = t.rows;
     let maybe_null =
         |v: Option<String>, r: u64, nulls: u8| if (r % 7) < nulls as u64 { None } else { v };

@@ -7,12 +7,10 @@
 //! a file without [[metric]] changes the input settings only), and
 //! `--rules-as-of 2026-06-01` so that the current versions apply to 2017-2020.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use kefu::rules::PLATFORMS;
 use polars::prelude::DataFrame;
 
@@ -22,13 +20,9 @@ fn realdata(name: &str) -> Option<PathBuf> {
         .join(name);
     if p.exists() {
         Some(p)
-    } else if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing: CI runs with shared/ beside the clone",
-            p.display()
-        );
     } else {
-        eprintln!("skipping: {} not found", p.display());
+        // Panics under CI: CI runs with shared/ beside the clone.
+        cannot_run_here(&format!("{} is missing", p.display()));
         None
     }
 }

@@ -1,9 +1,7 @@
 //! Small table tests, one behaviour each, for every rule field and boundary
 //! of SPEC §1–§3. Expected numbers are worked out by hand in the comments.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const DAY: &str = "2024-05-16";
 

@@ -1,16 +1,14 @@
-//! The engine against a deliberately naive reference (tests/common/reference.rs,
+//! The engine against a deliberately naive reference (tests/it/common/reference.rs,
 //! written separately from the engine, straight from the SPEC) on random
 //! message tables, for every preset and every rule version: every numerator
 //! and denominator of every (shop, agent, metric) must be equal, and the shop
 //! rows must be the sums of the agent rows.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::reference::{self, Msg};
+use crate::common::*;
 use chrono::NaiveDate;
-use common::reference::{self, Msg};
-use common::*;
 use kefu::rules::{Kind, Metric, Policy, RuleSet, Unit, Unreplied};
 use polars::prelude::DataFrame;
 

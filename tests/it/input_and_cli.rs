@@ -2,12 +2,10 @@
 //! rows, types) and the command line's errors and exit codes, through the
 //! binary.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use polars::prelude::*;
 
 const DAY: &str = "2024-05-16";
@@ -48,6 +46,7 @@ fn answered(buyer_id: &str, t: &str, reply_after: &str) -> Vec<Msg> {
 #[test]
 fn directory_with_hive_folders_hidden_files_and_dt_pruning() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let root = dir.path().join("in");
     write_messages(
         &root.join("dt=2024-05-16/part-0.parquet"),
@@ -85,6 +84,7 @@ fn directory_with_hive_folders_hidden_files_and_dt_pruning() {
         &[],
     ));
     assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    errors.add("a bad file in the dt= folder read", &o);
     assert!(
         stderr(&o).contains("dt=2024-05-17/part-0.parquet"),
         "{}",
@@ -95,11 +95,13 @@ fn directory_with_hive_folders_hidden_files_and_dt_pruning() {
         counts(&read_shop_daily(&out, "pdd", date(DAY)), "s1", PDD30),
         Some((1, 2))
     );
+    insta::assert_snapshot!("errors_hive_folders", errors.text());
 }
 
 #[test]
 fn glob_input() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     write_messages(
         &dir.path().join("a/x.parquet"),
         &answered("b1", "10:00:00", "10:00:10"),
@@ -122,6 +124,13 @@ fn glob_input() {
     let none = format!("{}/*/nothing.parquet", dir.path().display());
     let o = kefu(&run_args(&none, out.to_str().unwrap(), &[]));
     assert_eq!(o.status.code(), Some(66), "{}", stderr(&o));
+    errors.add("a glob matching nothing", &o);
+    assert!(
+        stderr(&o).contains("the glob matches no file"),
+        "{}",
+        stderr(&o)
+    );
+    insta::assert_snapshot!("errors_glob", errors.text());
 }
 
 #[test]
@@ -172,6 +181,7 @@ fn with_bad_rows(path: &Path, good: usize) {
 #[test]
 fn bad_rows_are_counted_and_fail_above_the_share_or_under_strict() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("m.parquet");
     with_bad_rows(&input, 20);
     let out = dir.path().join("out");
@@ -182,6 +192,7 @@ fn bad_rows_are_counted_and_fail_above_the_share_or_under_strict() {
         &[],
     ));
     assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    errors.add("bad rows above the share", &o);
     let e = stderr(&o);
     assert!(
         e.contains("2 of 22 rows read are bad")
@@ -216,12 +227,15 @@ fn bad_rows_are_counted_and_fail_above_the_share_or_under_strict() {
         &["--rules", rules.to_str().unwrap(), "--strict"],
     ));
     assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    errors.add("one bad row under --strict", &o);
     assert!(stderr(&o).contains("--strict"), "{}", stderr(&o));
+    insta::assert_snapshot!("errors_bad_rows", errors.text());
 }
 
 #[test]
 fn missing_column_and_wrong_type_are_exit_65_naming_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("m.parquet");
     write_messages(
         &input,
@@ -237,7 +251,8 @@ fn missing_column_and_wrong_type_are_exit_65_naming_file_and_column() {
         out.to_str().unwrap(),
         &[],
     ));
-    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    errors.add("missing column sender", &o);
     let e = stderr(&o);
     assert!(
         e.contains("m.parquet") && e.contains("required column `sender` is missing"),
@@ -260,12 +275,14 @@ fn missing_column_and_wrong_type_are_exit_65_naming_file_and_column() {
         out.to_str().unwrap(),
         &[],
     ));
-    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    errors.add("ts stored as a string", &o);
     assert!(
         stderr(&o).contains("column `ts` has type"),
         "{}",
         stderr(&o)
     );
+    insta::assert_snapshot!("errors_columns", errors.text());
 }
 
 #[test]
@@ -300,13 +317,15 @@ fn integer_ids_are_read_as_decimal_strings() {
 #[test]
 fn missing_input_is_exit_66_and_bad_rules_exit_78() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let out = dir.path().join("out");
     let o = kefu(&run_args(
         "/definitely/not/here.parquet",
         out.to_str().unwrap(),
         &[],
     ));
-    assert_eq!(o.status.code(), Some(66));
+    assert_eq!(o.status.code(), Some(66), "{}", stderr(&o));
+    errors.add("input path does not exist", &o);
     assert!(stderr(&o).contains("/definitely/not/here.parquet"));
 
     let rules = dir.path().join("bad.toml");
@@ -322,7 +341,8 @@ fn missing_input_is_exit_66_and_bad_rules_exit_78() {
         out.to_str().unwrap(),
         &["--rules", rules.to_str().unwrap()],
     ));
-    assert_eq!(o.status.code(), Some(78));
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    errors.add("invalid rule file", &o);
     let e = stderr(&o);
     assert!(
         e.contains("bad.toml, line 8") && e.contains("`any_miss` does not apply"),
@@ -332,10 +352,13 @@ fn missing_input_is_exit_66_and_bad_rules_exit_78() {
         !out.exists(),
         "an invalid rule file fails before anything is read or written"
     );
+    insta::assert_snapshot!("errors_missing_input_bad_rules", errors.text());
 }
 
 #[test]
 fn usage_errors_are_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let o = kefu(&[
         "run",
         "--input",
@@ -347,7 +370,13 @@ fn usage_errors_are_exit_2() {
         "--date",
         "16/05/2024",
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    errors.add("--date 16/05/2024", &o);
+    assert!(
+        stderr(&o).contains("`16/05/2024` is not a date like 2024-05-16"),
+        "{}",
+        stderr(&o)
+    );
     let o = kefu(&[
         "run",
         "--input",
@@ -360,6 +389,12 @@ fn usage_errors_are_exit_2() {
         DAY,
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    errors.add("--platform ../evil", &o);
+    assert!(
+        stderr(&o).contains("--platform `../evil` must be 1-64 characters"),
+        "{}",
+        stderr(&o)
+    );
     let o = kefu(&[
         "run",
         "--input",
@@ -372,13 +407,19 @@ fn usage_errors_are_exit_2() {
         DAY,
     ]);
     assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
-    assert!(stderr(&o).contains("unknown platform `nosuch`"));
+    errors.add("--platform nosuch", &o);
+    assert!(
+        stderr(&o).contains("unknown platform `nosuch`"),
+        "{}",
+        stderr(&o)
+    );
+    insta::assert_snapshot!("errors_usage", errors.text());
 }
 
 #[test]
 fn rules_command_prints_every_preset() {
     let o = kefu(&["rules"]);
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     for id in [
         "pdd.manual_reply_rate_3m",
@@ -441,7 +482,7 @@ fn range_run_commits_each_day_and_empty_days_write_empty_partitions() {
         out.to_str().unwrap(),
         &[],
     ));
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", stderr(&o));
     let mut files: Vec<String> =
         std::fs::read_dir(out.join(format!("shop_daily/platform=pdd/dt={DAY}")))
             .unwrap()
@@ -477,6 +518,7 @@ fn rules_diff_shows_changed_fields() {
 #[test]
 fn engine_spark_flags_are_checked_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("m.parquet");
     write_messages(
         &input,
@@ -516,6 +558,7 @@ fn engine_spark_flags_are_checked_before_anything_runs() {
         let r = kefu(&run_args(i, o, &extra));
         let stderr = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(code), "{extra:?}: {stderr}");
+        errors.add(&format!("{extra:?}"), &r);
         assert!(stderr.contains(needle), "{extra:?}: {stderr}");
     }
     // A reachable-looking URL: without the feature, how to build it; with
@@ -537,4 +580,5 @@ fn engine_spark_flags_are_checked_before_anything_runs() {
         !out.exists(),
         "nothing is written when the engine cannot run"
     );
+    insta::assert_snapshot!("errors_engine_spark", errors.text());
 }

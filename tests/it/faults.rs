@@ -2,12 +2,10 @@
 //! exit code with a message naming what is wrong, nothing half-written is
 //! left behind, and nothing outside the output directory is touched.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use polars::prelude::*;
 
 const DAY: &str = "2024-05-16";
@@ -88,6 +86,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn integer_epoch_ts_needs_its_unit() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("m.parquet");
     write_messages(&input, &sample(), Columns::default());
     rewrite(&input, |df| {
@@ -104,7 +103,8 @@ fn integer_epoch_ts_needs_its_unit() {
     });
     let out = dir.path().join("out");
     let o = run(&input, &out, &[], &[]);
-    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(o.status.code(), Some(65), "{}", err(&o));
+    errors.add("integer ts without ts_epoch_unit", &o);
     assert!(err(&o).contains("ts_epoch_unit"), "{}", err(&o));
 
     let rules = dir.path().join("epoch.toml");
@@ -115,6 +115,7 @@ fn integer_epoch_ts_needs_its_unit() {
         counts(&read_shop_daily(&out, "pdd", date(DAY)), "s1", PDD30),
         Some((1, 2))
     );
+    insta::assert_snapshot!("errors_epoch_ts", errors.text());
 }
 
 #[test]
@@ -213,22 +214,34 @@ fn ids_are_only_data_never_paths() {
 #[test]
 fn refuses_output_inside_the_input_or_root() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("in");
     write_messages(&input.join("m.parquet"), &sample(), Columns::default());
-    for out in [input.clone(), input.join("out"), PathBuf::from("/")] {
+    for (out, needle) in [
+        (input.clone(), "is the same as the input"),
+        (input.join("out"), "is inside the input"),
+        (
+            PathBuf::from("/"),
+            "refusing to write into the root directory",
+        ),
+    ] {
         let o = run(&input, &out, &[], &[]);
         assert_eq!(o.status.code(), Some(2), "{}: {}", out.display(), err(&o));
+        errors.add(needle, &o);
+        assert!(err(&o).contains(needle), "{}: {}", out.display(), err(&o));
     }
     assert_eq!(
         files_under(&input),
         vec![input.join("m.parquet")],
         "nothing written into the input"
     );
+    insta::assert_snapshot!("errors_output_placement", errors.text());
 }
 
 #[test]
 fn a_second_run_on_the_same_output_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("m.parquet");
     write_messages(&input, &sample(), Columns::default());
     let out = dir.path().join("out");
@@ -243,6 +256,7 @@ fn a_second_run_on_the_same_output_fails_clearly() {
     held.lock().unwrap();
     let o = run(&input, &out, &[], &[]);
     assert_eq!(o.status.code(), Some(75), "{}", err(&o));
+    errors.add("output locked by another run", &o);
     assert!(
         err(&o).contains("another kefu run is writing to"),
         "{}",
@@ -252,11 +266,13 @@ fn a_second_run_on_the_same_output_fails_clearly() {
     held.unlock().unwrap();
     let o = run(&input, &out, &[], &[]);
     assert!(o.status.success(), "{}", err(&o));
+    insta::assert_snapshot!("errors_lock", errors.text());
 }
 
 #[test]
 fn write_failures_are_retryable_and_leave_committed_partitions_intact() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("m.parquet");
     write_messages(&input, &sample(), Columns::default());
     let out = dir.path().join("out");
@@ -276,6 +292,7 @@ fn write_failures_are_retryable_and_leave_committed_partitions_intact() {
         &[("KEFU_INJECT_WRITE_FAULT", "shop_daily")],
     );
     assert_eq!(o.status.code(), Some(75), "{}", err(&o));
+    errors.add("disk full while writing shop_daily", &o);
     assert!(
         err(&o).contains("no space left on device") && err(&o).contains("shop_daily"),
         "{}",
@@ -298,7 +315,9 @@ fn write_failures_are_retryable_and_leave_committed_partitions_intact() {
     std::fs::write(out2.join("agent_daily"), "in the way").unwrap();
     let o = run(&input, &out2, &[], &[]);
     assert_eq!(o.status.code(), Some(75), "{}", err(&o));
+    errors.add("a file where the agent_daily folder goes", &o);
     assert!(err(&o).contains("agent_daily"), "{}", err(&o));
+    insta::assert_snapshot!("errors_write_failures", errors.text());
 }
 
 #[test]
@@ -332,6 +351,7 @@ fn a_pathological_thread_completes() {
 #[test]
 fn sweep_of_broken_inputs() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let base = dir.path().join("broken");
     let good = |name: &str| -> PathBuf {
         let p = base.join(name).join("m.parquet");
@@ -458,6 +478,7 @@ fn sweep_of_broken_inputs() {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let o = run(&input, &out, &extra, &[]);
         assert_eq!(o.status.code(), Some(code), "{what}: {}", err(&o));
+        errors.add(&what, &o);
         let e = err(&o);
         assert!(
             e.contains(fragment),
@@ -477,11 +498,13 @@ fn sweep_of_broken_inputs() {
             "{what}: partial output written"
         );
     }
+    insta::assert_snapshot!("errors_broken_inputs", errors.text());
 }
 
 #[test]
 fn a_glob_that_would_read_the_output_is_refused() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     write_messages(
         &dir.path().join("in/m.parquet"),
         &sample(),
@@ -502,6 +525,12 @@ fn a_glob_that_would_read_the_output_is_refused() {
     ];
     let o = kefu(&args, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    errors.add("a glob that matches the output", &o);
+    assert!(
+        err(&o).contains("is inside the input") && err(&o).contains("**/*.parquet"),
+        "{}",
+        err(&o)
+    );
     // A narrower glob beside the output is fine.
     let pattern = format!("{}/in/*.parquet", dir.path().display());
     let args = [
@@ -517,6 +546,7 @@ fn a_glob_that_would_read_the_output_is_refused() {
     ];
     let o = kefu(&args, &[]);
     assert!(o.status.success(), "{}", err(&o));
+    insta::assert_snapshot!("errors_glob_reading_output", errors.text());
 }
 
 /// Clears the immutable attribute again however the test ends.
@@ -539,12 +569,22 @@ fn permission_denied_is_retryable_and_keeps_the_partition() {
     let partition = out.join(format!("shop_daily/platform=pdd/dt={DAY}"));
     let before = std::fs::read(partition.join("part-0.parquet")).unwrap();
     // An immutable folder refuses new files even to root (EPERM).
-    let set = Command::new("chattr").arg("+i").arg(&partition).status();
-    if !set.is_ok_and(|s| s.success()) {
-        eprintln!("skipping: chattr +i is not available here");
-        return;
+    let set = Command::new("chattr").arg("+i").arg(&partition).output();
+    match &set {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            let why = String::from_utf8_lossy(&o.stderr);
+            return cannot_run_here(&format!("chattr +i failed: {}", why.trim()));
+        }
+        Err(e) => return cannot_run_here(&format!("chattr is not available: {e}")),
     }
     let _guard = Immutable(partition.clone());
+    // chattr can succeed without effect (a file system that ignores the
+    // flag, or a process allowed to bypass it): then the test proves nothing.
+    if std::fs::write(partition.join(".probe"), b"").is_ok() {
+        let _ = std::fs::remove_file(partition.join(".probe"));
+        return cannot_run_here("chattr +i does not stop writes here");
+    }
     let o = run(&input, &out, &[], &[]);
     assert_eq!(o.status.code(), Some(75), "{}", err(&o));
     assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
@@ -557,6 +597,7 @@ fn permission_denied_is_retryable_and_keeps_the_partition() {
 #[test]
 fn timestamps_far_from_the_run_are_ignored_and_absurd_ones_are_bad_rows() {
     let dir = tempfile::tempdir().unwrap();
+    let mut errors = ErrorTable::new(dir.path());
     let input = dir.path().join("m.parquet");
     let mut msgs = sample();
     let mut old = buyer("1899-06-01 10:00:00");
@@ -586,9 +627,11 @@ fn timestamps_far_from_the_run_are_ignored_and_absurd_ones_are_bad_rows() {
     ];
     let o = kefu(&args, &[]);
     assert_eq!(o.status.code(), Some(65), "{}", err(&o));
+    errors.add("a run on 1899-06-01 (ts before 1900)", &o);
     assert!(
         err(&o).contains("ts is before 1900 or after 2200"),
         "{}",
         err(&o)
     );
+    insta::assert_snapshot!("errors_absurd_timestamps", errors.text());
 }

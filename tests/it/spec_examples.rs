@@ -1,9 +1,7 @@
 //! SPEC §7's worked examples, end to end through the `kefu` binary. The
 //! expected numbers are the SPEC's, written out by hand.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Writes `msgs`, runs `kefu run` for `day` and returns shop_daily.
 fn run_example(msgs: &[Msg], platform: &str, day: &str) -> ShopRows {
