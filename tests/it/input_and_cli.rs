@@ -406,7 +406,7 @@ fn usage_errors_are_exit_2() {
         "--date",
         DAY,
     ]);
-    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     errors.add("--platform nosuch", &o);
     assert!(
         stderr(&o).contains("unknown platform `nosuch`"),
@@ -505,13 +505,14 @@ fn rules_diff_shows_changed_fields() {
             .unwrap();
     std::fs::write(&new, text.replace("threshold = 30", "threshold = 45")).unwrap();
     let o = kefu(&["rules", "diff", "jd", new.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("~ metric jd.first_response_rate_30s@: thr 30 -> 45"),
         "{text}"
     );
     let o = kefu(&["rules", "diff", "jd", "jd"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("no differences"));
 }
 

@@ -7,6 +7,7 @@
 mod common;
 
 mod buckets;
+mod cli_behaviour;
 mod differential;
 mod faults;
 mod gen_determinism;

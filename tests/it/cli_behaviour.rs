@@ -2,7 +2,7 @@
 //! as README's "When things go wrong" table gives them, clap's errors in
 //! kefu's form, `rules diff`'s exit status, `kefu rules` with several
 //! platforms or an input-only rule file, and a closed stdout (`| head`).
-//! Standalone: runs only `kefu` itself, no shared helpers.
+//! Runs only `kefu` itself, none of the shared helpers.
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
