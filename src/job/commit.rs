@@ -27,8 +27,8 @@ pub(super) enum Data<'a> {
     /// A frame in memory: staged, written and renamed in one go.
     Frame(&'a mut DataFrame),
     /// A data file already staged and written (`items`, bucket by bucket),
-    /// and its rows.
-    Staged(StagedPartition, usize),
+    /// and its rows (boxed: it is much larger than a reference).
+    Staged(Box<StagedPartition>, usize),
 }
 
 /// Commits one table's partition for `day`, then its manifest: the common
@@ -47,7 +47,7 @@ pub(super) fn commit_table(
             df.height()
         }
         Data::Staged(staged, rows) => {
-            staged.commit()?;
+            (*staged).commit()?;
             rows
         }
     };
@@ -74,7 +74,7 @@ pub(super) fn commit_day(
     facts: DailyFacts,
 ) -> Result<()> {
     if let Some((staged, rows)) = items {
-        let data = Data::Staged(staged, rows);
+        let data = Data::Staged(Box::new(staged), rows);
         commit_table(cfg, "items", day, data, Facts::Daily(facts.clone()))?;
     }
     let data = Data::Frame(agent);
