@@ -85,7 +85,6 @@ pub struct EngineOptions {
 /// The result of one day.
 #[derive(Debug, Default)]
 pub struct DayResult {
-    pub day: Option<NaiveDate>,
     /// (shop, agent, metric index) → counts; shop rows are their sums.
     pub by_agent: HashMap<(u32, u32, u16), Counts>,
     pub totals: Vec<MetricTotals>,
@@ -234,7 +233,6 @@ pub fn compute_day(
         .collect::<Vec<Acc>>();
 
     let mut result = DayResult {
-        day: Some(day),
         totals: vec![MetricTotals::default(); metrics.len()],
         ..Default::default()
     };
@@ -337,7 +335,6 @@ pub fn compute_days(m: &Messages, sets: &[MetricSet], day: NaiveDate) -> Vec<Day
                 }
             }
             DayResult {
-                day: all.day,
                 by_agent,
                 totals: at.iter().map(|&u| all.totals[u as usize]).collect(),
                 items,
