@@ -192,6 +192,10 @@ mod tests {
     use super::super::{EpochUnit, Kind, Policy, Responders, RuleSet, Unit};
     use super::*;
 
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
     fn pdd_3m() -> Metric {
         RuleSet::preset("pdd")
             .unwrap()
@@ -249,33 +253,32 @@ mod tests {
 
     #[test]
     fn every_metric_field_changes_the_text() {
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        let edits: Vec<Box<dyn Fn(&mut Metric)>> = vec![
-            Box::new(|m| m.id.push('x')),
-            Box::new(|m| m.unit = Unit::Session),
-            Box::new(|m| m.kind = Kind::MeanLatency),
-            Box::new(|m| m.threshold_ms = None),
-            Box::new(|m| m.threshold_ms = Some(180_001)),
-            Box::new(|m| m.any_miss = false),
-            Box::new(|m| m.hours.start_ms += 1),
-            Box::new(|m| m.hours.end_ms += 1),
-            Box::new(|m| m.responders = Responders::ASSIST),
-            Box::new(|m| m.cross_day = Policy::Exclude),
-            Box::new(|m| m.bot_only = Policy::Exclude),
-            Box::new(|m| m.cap_ms = Some(600_000)),
-            Box::new(|m| m.unreplied = Unreplied::Exclude),
-            Box::new(|m| m.unreplied = Unreplied::Millis(0)),
-            Box::new(|m| m.window_days = 30),
-            Box::new(|m| m.session_gap_ms = Some(600_000)),
-            Box::new(|m| m.min_denominator = 100),
-            Box::new(|m| m.target = None),
-            Box::new(|m| m.target = Some(0.5000000000000001)),
-            Box::new(|m| m.alert = None),
-            Box::new(|m| m.alert = Some(String::new())),
-            Box::new(|m| m.alert = Some("\\e".into())),
-            Box::new(|m| m.effective_from = None),
-            Box::new(|m| m.effective_from = Some(d("2023-04-28"))),
-            Box::new(|m| m.effective_to = Some(d("2030-01-01"))),
+        let edits: &[fn(&mut Metric)] = &[
+            |m| m.id.push('x'),
+            |m| m.unit = Unit::Session,
+            |m| m.kind = Kind::MeanLatency,
+            |m| m.threshold_ms = None,
+            |m| m.threshold_ms = Some(180_001),
+            |m| m.any_miss = false,
+            |m| m.hours.start_ms += 1,
+            |m| m.hours.end_ms += 1,
+            |m| m.responders = Responders::ASSIST,
+            |m| m.cross_day = Policy::Exclude,
+            |m| m.bot_only = Policy::Exclude,
+            |m| m.cap_ms = Some(600_000),
+            |m| m.unreplied = Unreplied::Exclude,
+            |m| m.unreplied = Unreplied::Millis(0),
+            |m| m.window_days = 30,
+            |m| m.session_gap_ms = Some(600_000),
+            |m| m.min_denominator = 100,
+            |m| m.target = None,
+            |m| m.target = Some(0.5000000000000001),
+            |m| m.alert = None,
+            |m| m.alert = Some(String::new()),
+            |m| m.alert = Some("\\e".into()),
+            |m| m.effective_from = None,
+            |m| m.effective_from = Some(day("2023-04-28")),
+            |m| m.effective_to = Some(day("2030-01-01")),
         ];
         let base = pdd_3m();
         let mut seen = vec![base.canonical()];
@@ -295,17 +298,17 @@ mod tests {
 
     #[test]
     fn every_input_field_changes_the_text() {
-        let edits: Vec<Box<dyn Fn(&mut InputSettings)>> = vec![
-            Box::new(|s| s.timezone = chrono_tz::UTC),
-            Box::new(|s| s.max_bad_row_share = 0.01),
-            Box::new(|s| {
+        let edits: &[fn(&mut InputSettings)] = &[
+            |s| s.timezone = chrono_tz::UTC,
+            |s| s.max_bad_row_share = 0.01,
+            |s| {
                 s.columns.insert("shop_id".into(), "mall_id".into());
-            }),
-            Box::new(|s| {
+            },
+            |s| {
                 s.sender_values.insert("0".into(), "buyer".into());
-            }),
-            Box::new(|s| s.ts_epoch_unit = Some(EpochUnit::Seconds)),
-            Box::new(|s| s.ts_epoch_unit = Some(EpochUnit::Millis)),
+            },
+            |s| s.ts_epoch_unit = Some(EpochUnit::Seconds),
+            |s| s.ts_epoch_unit = Some(EpochUnit::Millis),
         ];
         let base = InputSettings::default();
         let mut seen = vec![base.canonical()];

@@ -522,7 +522,7 @@ fn span_text(m: &Metric) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{assert_errors, parse, RuleSet, TEST_METRIC as BASE};
+    use super::super::{assert_errors, parse, TEST_METRIC as BASE};
     use super::*;
 
     #[test]
