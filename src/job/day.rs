@@ -38,7 +38,7 @@ pub(super) fn daily(
     // Group the platforms by input settings, keeping the order of `cfgs`.
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, c) in cfgs.iter().enumerate() {
-        let key = format!("{:?}", c.rules.input);
+        let key = c.rules.input.canonical();
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(i),
             None => groups.push((key, vec![i])),

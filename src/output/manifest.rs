@@ -102,13 +102,16 @@ pub struct AlertFacts {
     pub provisional: bool,
 }
 
-/// A stable hash of what decides a day's numbers: input settings and the
-/// metric versions in force.
+/// A stable hash of what decides a day's numbers: the SHA-256, in hex, of
+/// the input settings' canonical text followed by each metric version's in
+/// force, in rule-file order (`InputSettings::canonical` and
+/// `Metric::canonical` document the text; it depends on no `Debug` output,
+/// so a dependency upgrade cannot change it).
 pub fn rules_hash(rules: &RuleSet, metrics: &[&Metric]) -> String {
     let mut h = Sha256::new();
-    h.update(format!("{:?}", rules.input).as_bytes());
+    h.update(rules.input.canonical().as_bytes());
     for m in metrics {
-        h.update(format!("{m:?}").as_bytes());
+        h.update(m.canonical().as_bytes());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
