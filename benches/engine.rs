@@ -2,7 +2,7 @@
 //! counts) on a generated day, for one platform and for all six.
 //!
 //! Run with `cargo bench`; the whole-job comparison against DuckDB is a
-//! separate script (see BENCHMARKS.md when it exists).
+//! separate script, `benches/compare.sh` (see BENCHMARKS.md).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 

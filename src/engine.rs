@@ -236,10 +236,10 @@ pub fn compute_day(
         totals: vec![MetricTotals::default(); metrics.len()],
         ..Default::default()
     };
-    // The items' room at once: grown by doubling, a large shop's items
-    // (540 MB for 7.5M items at 100M rows) were copied at every step into
-    // memory never touched before, which on the benchmark VM costs more
-    // than the engine's work (BENCHMARKS.md).
+    // The items' room at once: grown by doubling, a large shop's items were
+    // copied at every step into memory never touched before, which on the
+    // benchmark VM cost more than the engine's work (figures in
+    // benches/runs/2026-12-02-bucket-order.md).
     result
         .items
         .reserve_exact(partial.iter().map(|a| a.items.len()).sum());
