@@ -2,7 +2,7 @@
 //! `shop_rolling` (SPEC §5) for a range of days: the warehouse-scale path of
 //! kefu.
 //!
-//! The script is generated from the validated [`RuleSet`]; nothing in it is
+//! The script is generated from the validated [`RuleSet`](crate::rules::RuleSet); nothing in it is
 //! written per metric by hand. It mirrors the native pipeline
 //! ([`crate::input`] then [`crate::engine`]) step by step:
 //!
@@ -41,10 +41,10 @@
 //! example rows.
 
 //!
-//! Layout: [`script`] puts the statements together from the [`plan`] of
-//! the run (days, versions, the per-row columns they need); `sql/` holds one
-//! builder per statement, a file per stage; [`expr`] the small SQL
-//! expression helpers; [`connect`] submits a script over Spark Connect.
+//! Layout: `script.rs` puts the statements together from the plan of the
+//! run (`plan.rs`: days, versions, the per-row columns they need); `sql/`
+//! holds one builder per statement, a file per stage; `expr.rs` the small
+//! SQL expression helpers; [`connect`] submits a script over Spark Connect.
 
 pub mod connect;
 mod expr;
