@@ -84,7 +84,9 @@ fn with_orders(rows: Vec<Order>) -> Tables {
 
 /// (numerator, denominator) of the shop.
 fn nd(t: &Tables, kind: ScoreKind, consults: &[ConsultDay]) -> Option<(i64, i64)> {
-    let r = DayIndex::new(d(), t).compute(&metric(kind), consults).unwrap();
+    let r = DayIndex::new(d(), t)
+        .compute(&metric(kind), consults)
+        .unwrap();
     r.shop_rows().first().map(|r| (r.numerator, r.denominator))
 }
 
@@ -176,20 +178,30 @@ fn example_6_last_rating_counts() {
     let ix = DayIndex::new(d(), &t);
     let taobao = ix.compute(&rating_metric(&[4, 5], true), &[]).unwrap();
     let douyin = ix.compute(&rating_metric(&[1, 2, 3], false), &[]).unwrap();
-    assert_eq!((taobao.rows[0].numerator, taobao.rows[0].denominator), (0, 1));
-    assert_eq!((douyin.rows[0].numerator, douyin.rows[0].denominator), (1, 1));
+    assert_eq!(
+        (taobao.rows[0].numerator, taobao.rows[0].denominator),
+        (0, 1)
+    );
+    assert_eq!(
+        (douyin.rows[0].numerator, douyin.rows[0].denominator),
+        (1, 1)
+    );
     assert_eq!(douyin.items.len(), 1);
     assert_eq!(douyin.items[0].start, at(0, "12:00").utc);
     assert_eq!(douyin.rows[0].agent_id, "a1");
 }
 
+/// SPEC §8.4 example 7 says "requested 09:00 on D−3, finished 15:00 on D:
+/// 75 h = 270000 s", but those times are 78 h apart (280800 s); 75 h is a
+/// request at 12:00 on D−3, which is what this test uses (reported to the
+/// lead as a SPEC inconsistency).
 #[test]
 fn example_7_refund_time_and_dispute() {
     let r = Refund {
         shop: "s".into(),
         order_id: "o9".into(),
         refund_id: None,
-        requested_utc: at(-3, "09:00").utc,
+        requested_utc: at(-3, "12:00").utc,
         finished: at(0, "15:00"),
         platform_judged: true,
         merchant_liable: true,
@@ -207,10 +219,24 @@ fn example_7_refund_time_and_dispute() {
     assert_eq!(value(ScoreKind::RefundTime, 270_000_000, 1), Some(270000.0));
     let it = &rt.items[0];
     assert_eq!((it.buyer_id.as_str(), it.agent_id.as_str()), ("", ""));
-    assert_eq!((it.latency_ms, it.counted_ms, it.counted), (Some(270_000_000), Some(270_000_000), Some(270_000_000)));
+    assert_eq!(
+        (it.latency_ms, it.counted_ms, it.counted),
+        (Some(270_000_000), Some(270_000_000), Some(270_000_000))
+    );
     assert_eq!(it.order_id.as_deref(), Some("o9"));
-    let dr = ix.compute(&metric(ScoreKind::DisputeRefundRate), &[]).unwrap();
-    assert_eq!(dr.rows, vec![ScoreRow { shop_id: "s".into(), agent_id: String::new(), numerator: 1, denominator: 0 }]);
+    assert_eq!(at(0, "15:00").utc - at(-3, "09:00").utc, 78 * 3_600_000);
+    let dr = ix
+        .compute(&metric(ScoreKind::DisputeRefundRate), &[])
+        .unwrap();
+    assert_eq!(
+        dr.rows,
+        vec![ScoreRow {
+            shop_id: "s".into(),
+            agent_id: String::new(),
+            numerator: 1,
+            denominator: 0
+        }]
+    );
     assert!(dr.items.is_empty());
     assert_eq!(value(ScoreKind::DisputeRefundRate, 1, 0), None);
     assert!(!alert_fires(AlertWhen::Above, None, 0, 0, 0.0));
@@ -227,7 +253,11 @@ fn window_edges() {
     ] {
         let t = with_orders(vec![order("A", "o1", 100, paid)]);
         let got = nd(&t, ScoreKind::Conversion, &[consult("A", start)]);
-        let want = if paid.utc < start.utc { None } else { Some((converted as i64, 1)) };
+        let want = if paid.utc < start.utc {
+            None
+        } else {
+            Some((converted as i64, 1))
+        };
         assert_eq!(got, want, "{paid:?}");
     }
 }
@@ -250,7 +280,9 @@ fn first_order_ties_by_input_order() {
         order("A", "y", 100, at(0, "11:00")),
     ]);
     let c = [consult("A", at(0, "10:00"))];
-    let r = DayIndex::new(d(), &t).compute(&metric(ScoreKind::Conversion), &c).unwrap();
+    let r = DayIndex::new(d(), &t)
+        .compute(&metric(ScoreKind::Conversion), &c)
+        .unwrap();
     assert_eq!(r.items[0].order_id.as_deref(), Some("x"));
     assert_eq!(r.items[0].passed, Some(true));
 }
@@ -274,7 +306,12 @@ fn rating_ties_by_input_order_and_resolved_only() {
     let ix = DayIndex::new(d(), &t);
     let any = ix.compute(&rating_metric(&[5], false), &[]).unwrap();
     let res = ix.compute(&rating_metric(&[5], true), &[]).unwrap();
-    let rows = |r: &DayResult| r.rows.iter().map(|r| (r.agent_id.clone(), r.numerator, r.denominator)).collect::<Vec<_>>();
+    let rows = |r: &DayResult| {
+        r.rows
+            .iter()
+            .map(|r| (r.agent_id.clone(), r.numerator, r.denominator))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(rows(&any), vec![("".into(), 1, 1), ("a1".into(), 1, 1)]);
     assert_eq!(rows(&res), vec![("".into(), 1, 1), ("a1".into(), 0, 1)]);
     assert_eq!(any.shop_rows()[0].denominator, 2);
@@ -288,20 +325,35 @@ fn hours_on_ratings_and_refunds() {
     };
     let t = Tables {
         ratings: Some(Table {
-            rows: vec![rating("E", "a1", 5, at(0, "07:59:59")), rating("G", "a1", 5, at(0, "23:00"))],
+            rows: vec![
+                rating("E", "a1", 5, at(0, "07:59:59")),
+                rating("G", "a1", 5, at(0, "23:00")),
+            ],
             stats: Default::default(),
         }),
         ..Default::default()
     };
-    assert!(DayIndex::new(d(), &t).compute(&m, &[]).unwrap().rows.is_empty());
+    assert!(DayIndex::new(d(), &t)
+        .compute(&m, &[])
+        .unwrap()
+        .rows
+        .is_empty());
 }
 
 #[test]
 fn missing_tables_skip() {
     let t = Tables::default();
-    assert_eq!(missing_tables(ScoreKind::DisputeRefundRate, &t), vec!["orders", "refunds"]);
-    assert!(DayIndex::new(d(), &t).compute(&metric(ScoreKind::Conversion), &[]).is_none());
-    assert_eq!(ScoreKind::parse("rating_share"), Some(ScoreKind::RatingShare));
+    assert_eq!(
+        missing_tables(ScoreKind::DisputeRefundRate, &t),
+        vec!["orders", "refunds"]
+    );
+    assert!(DayIndex::new(d(), &t)
+        .compute(&metric(ScoreKind::Conversion), &[])
+        .is_none());
+    assert_eq!(
+        ScoreKind::parse("rating_share"),
+        Some(ScoreKind::RatingShare)
+    );
 }
 
 #[test]

@@ -118,10 +118,7 @@ pub fn f32_to_fen(yuan: f32) -> Result<i64, String> {
 pub fn text_to_fen(text: &str) -> Result<i64, String> {
     let bad = || format!("amount `{text}` is not a decimal number");
     let (mantissa, exp) = match text.find(['e', 'E']) {
-        Some(k) => (
-            &text[..k],
-            text[k + 1..].parse::<i32>().map_err(|_| bad())?,
-        ),
+        Some(k) => (&text[..k], text[k + 1..].parse::<i32>().map_err(|_| bad())?),
         None => (text, 0),
     };
     let (neg, digits) = match mantissa.strip_prefix('-') {
@@ -195,7 +192,14 @@ mod tests {
 
     #[test]
     fn bad_floats() {
-        for yuan in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.01, -5.0, 1e20] {
+        for yuan in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.01,
+            -5.0,
+            1e20,
+        ] {
             assert!(f64_to_fen(yuan).is_err(), "{yuan}");
         }
         assert!(f32_to_fen(f32::NAN).is_err());
@@ -255,6 +259,8 @@ mod tests {
         let v = fen_column(&d).unwrap();
         assert_eq!(v, vec![Ok(Some(19990)), Ok(Some(2))]);
         let s = Series::new("a".into(), &["1.00"]);
-        assert!(fen_column(&s).unwrap_err().contains("decimal, a float or an integer"));
+        assert!(fen_column(&s)
+            .unwrap_err()
+            .contains("decimal, a float or an integer"));
     }
 }

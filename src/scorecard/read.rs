@@ -178,7 +178,9 @@ impl FileData {
         let Some(s) = self.series(canonical) else {
             return Ok(vec![None; self.height]);
         };
-        let s = s.cast(&DataType::String).map_err(|e| self.fail(canonical, e))?;
+        let s = s
+            .cast(&DataType::String)
+            .map_err(|e| self.fail(canonical, e))?;
         let ca = s.str().map_err(|e| self.fail(canonical, e))?;
         Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
     }
@@ -202,18 +204,17 @@ impl FileData {
             return Ok(vec![None; self.height]);
         };
         if s.dtype().is_unsigned_integer() {
-            let s = s.cast(&DataType::UInt64).map_err(|e| self.fail(canonical, e))?;
+            let s = s
+                .cast(&DataType::UInt64)
+                .map_err(|e| self.fail(canonical, e))?;
             let ca = s.u64().map_err(|e| self.fail(canonical, e))?;
             return Ok(ca.iter().map(|v| v.map(i128::from)).collect());
         }
-        let s = s.cast(&DataType::Int64).map_err(|e| self.fail(canonical, e))?;
+        let s = s
+            .cast(&DataType::Int64)
+            .map_err(|e| self.fail(canonical, e))?;
         let ca = s.i64().map_err(|e| self.fail(canonical, e))?;
         Ok(ca.iter().map(|v| v.map(i128::from)).collect())
-    }
-
-    /// The dtype of a column, when present.
-    pub fn dtype(&self, canonical: &str) -> Option<&DataType> {
-        self.series(canonical).map(|s| s.dtype())
     }
 
     /// An amount column as fen (§8.1).
@@ -237,7 +238,9 @@ impl FileData {
             }
             DataType::Null => (vec![None; self.height], 1, 1, true),
             _ => {
-                let s = s.cast(&DataType::Int64).map_err(|e| self.fail(canonical, e))?;
+                let s = s
+                    .cast(&DataType::Int64)
+                    .map_err(|e| self.fail(canonical, e))?;
                 let ca = s.i64().map_err(|e| self.fail(canonical, e))?;
                 let (per_ms, scale) = match epoch.expect("checked when the file was read") {
                     EpochUnit::Seconds => (1, 1000),

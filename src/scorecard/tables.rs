@@ -144,10 +144,19 @@ pub struct Rating {
 
 /// One table's kept rows, in input order (files in byte-wise path order,
 /// then row order), and what the read saw.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table<R> {
     pub rows: Vec<R>,
     pub stats: TableStats,
+}
+
+impl<R> Default for Table<R> {
+    fn default() -> Self {
+        Table {
+            rows: Vec::new(),
+            stats: TableStats::default(),
+        }
+    }
 }
 
 /// The tables given to a run (`None`: not given, its metrics are skipped).
@@ -224,7 +233,11 @@ pub fn load_orders(
             t.stats.rows_read += 1;
             let row = (|| {
                 let paid = paid?.expect("null handled above");
-                let (s, b, o) = (need(&shop[i], "shop_id")?, need(&buyer[i], "buyer_id")?, need(&order[i], "order_id")?);
+                let (s, b, o) = (
+                    need(&shop[i], "shop_id")?,
+                    need(&buyer[i], "buyer_id")?,
+                    need(&order[i], "order_id")?,
+                );
                 let fen = fen[i].clone()?.ok_or("amount is null")?;
                 let items = match items[i] {
                     None => 1,
@@ -310,12 +323,16 @@ pub fn load_refunds(
                 let o = need(&order[i], "order_id")?;
                 let st = need(&status[i], "status")?;
                 let req = time_of(&requested[i])?.ok_or("requested_ts is null")?;
-                let st = settings.status_values.get(st).map(String::as_str).unwrap_or(st);
+                let st = settings
+                    .status_values
+                    .get(st)
+                    .map(String::as_str)
+                    .unwrap_or(st);
                 if st != "success" {
                     return Ok(None);
                 }
-                let fin = time_of(&finished[i])?
-                    .ok_or("a success refund with a null finished_ts")?;
+                let fin =
+                    time_of(&finished[i])?.ok_or("a success refund with a null finished_ts")?;
                 if fin.utc < req.utc {
                     return Err("the refund finished before it was requested".to_string());
                 }
