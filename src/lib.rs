@@ -13,6 +13,7 @@ pub mod job;
 pub mod model;
 pub mod output;
 pub mod rules;
+pub mod scorecard;
 pub mod shard;
 pub mod spark;
 

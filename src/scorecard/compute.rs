@@ -1,0 +1,459 @@
+//! One day's scorecard metrics (SPEC §8.2): from the tables of §8.1 and the
+//! day's consult buyer-days (which the message engine finds), the rows per
+//! (shop, agent) and the drill-down items.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::rules::Hours;
+
+use super::tables::{Order, Rating, Tables};
+
+/// The seven scorecard kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScoreKind {
+    Conversion,
+    OrderValue,
+    OrderItems,
+    ComplaintRate,
+    DisputeRefundRate,
+    RefundTime,
+    RatingShare,
+}
+
+impl ScoreKind {
+    /// The `kind` value of the rule file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreKind::Conversion => "conversion",
+            ScoreKind::OrderValue => "order_value",
+            ScoreKind::OrderItems => "order_items",
+            ScoreKind::ComplaintRate => "complaint_rate",
+            ScoreKind::DisputeRefundRate => "dispute_refund_rate",
+            ScoreKind::RefundTime => "refund_time",
+            ScoreKind::RatingShare => "rating_share",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ScoreKind> {
+        ScoreKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    pub const ALL: [ScoreKind; 7] = [
+        ScoreKind::Conversion,
+        ScoreKind::OrderValue,
+        ScoreKind::OrderItems,
+        ScoreKind::ComplaintRate,
+        ScoreKind::DisputeRefundRate,
+        ScoreKind::RefundTime,
+        ScoreKind::RatingShare,
+    ];
+
+    /// The tables the kind reads (§8.2, "A table not given").
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            ScoreKind::Conversion | ScoreKind::OrderValue | ScoreKind::OrderItems => &["orders"],
+            ScoreKind::ComplaintRate => &["complaints"],
+            ScoreKind::DisputeRefundRate => &["orders", "refunds"],
+            ScoreKind::RefundTime => &["refunds"],
+            ScoreKind::RatingShare => &["ratings"],
+        }
+    }
+
+    /// Whether the kind's items are consult buyer-days.
+    pub fn uses_consults(self) -> bool {
+        matches!(
+            self,
+            ScoreKind::Conversion
+                | ScoreKind::OrderValue
+                | ScoreKind::OrderItems
+                | ScoreKind::ComplaintRate
+        )
+    }
+}
+
+/// A scorecard metric's definition, as far as computing it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreMetric {
+    pub kind: ScoreKind,
+    pub hours: Hours,
+    /// `rating_share`: the scores that pass (1-5).
+    pub scores: Vec<u8>,
+    /// `rating_share`: only resolved ratings pass.
+    pub resolved_only: bool,
+}
+
+/// A consult buyer-day of day D (§8.2): the engine's `buyer` unit item with
+/// `responders = ["manual"]` and the metric's hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsultDay<'a> {
+    pub shop: &'a str,
+    pub buyer: &'a str,
+    /// The first in-hours inquiry, UTC ms.
+    pub start_utc_ms: i64,
+    /// Its agent (§2), "" when none.
+    pub agent: &'a str,
+}
+
+/// One drill-down row (§5 `items` plus §8.2's `order_id` and `counted`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreItem {
+    pub shop_id: String,
+    pub buyer_id: String,
+    pub agent_id: String,
+    pub start: i64,
+    pub reply: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub counted_ms: Option<i64>,
+    pub passed: Option<bool>,
+    /// Always `None`: the scorecard kinds exclude nothing.
+    pub excluded: Option<&'static str>,
+    pub order_id: Option<String>,
+    /// What the item added to the numerator.
+    pub counted: Option<i64>,
+}
+
+/// A metric's numbers for one (shop, agent) of the day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreRow {
+    pub shop_id: String,
+    pub agent_id: String,
+    pub numerator: i64,
+    pub denominator: i64,
+}
+
+/// One metric's result for one day: rows sorted by (shop, agent), only
+/// those §8.2 keeps; items in the order found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DayResult {
+    pub rows: Vec<ScoreRow>,
+    pub items: Vec<ScoreItem>,
+}
+
+impl DayResult {
+    /// The shop-level rows: the agent rows summed (they add up, §5).
+    pub fn shop_rows(&self) -> Vec<ScoreRow> {
+        let mut out: Vec<ScoreRow> = Vec::new();
+        for r in &self.rows {
+            match out.last_mut() {
+                Some(l) if l.shop_id == r.shop_id => {
+                    l.numerator += r.numerator;
+                    l.denominator += r.denominator;
+                }
+                _ => out.push(ScoreRow {
+                    agent_id: String::new(),
+                    ..r.clone()
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// The metric's value from its numerator and denominator (§8.2's column).
+/// `None` when the denominator is 0.
+pub fn value(kind: ScoreKind, numerator: i64, denominator: i64) -> Option<f64> {
+    if denominator == 0 {
+        return None;
+    }
+    let v = numerator as f64 / denominator as f64;
+    Some(match kind {
+        ScoreKind::OrderValue => v / 100.0,
+        ScoreKind::RefundTime => v / 1000.0,
+        _ => v,
+    })
+}
+
+/// `alert_when`: which side of `target` raises an alert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AlertWhen {
+    #[default]
+    Below,
+    Above,
+}
+
+/// Whether a row raises an alert: denominator ≥ `min_denominator` and the
+/// value on the `when` side of `target` (strictly); a null value never.
+pub fn alert_fires(
+    when: AlertWhen,
+    value: Option<f64>,
+    denominator: i64,
+    min_denominator: i64,
+    target: f64,
+) -> bool {
+    let Some(v) = value else { return false };
+    denominator >= min_denominator
+        && match when {
+            AlertWhen::Below => v < target,
+            AlertWhen::Above => v > target,
+        }
+}
+
+/// The names of the tables `kind` needs that the run was not given (empty:
+/// the metric can be computed; else it is skipped with a note).
+pub fn missing_tables(kind: ScoreKind, tables: &Tables) -> Vec<&'static str> {
+    kind.tables()
+        .iter()
+        .copied()
+        .filter(|t| match *t {
+            "orders" => tables.orders.is_none(),
+            "refunds" => tables.refunds.is_none(),
+            "complaints" => tables.complaints.is_none(),
+            _ => tables.ratings.is_none(),
+        })
+        .collect()
+}
+
+/// The tables' rows of one local day D, indexed for the metrics of D. Build
+/// it once per day and compute every metric from it.
+pub struct DayIndex<'t> {
+    day: i32,
+    tables: &'t Tables,
+    /// (shop, buyer) → the qualifying orders paid on D or D+1, by
+    /// (paid_ts, input order).
+    orders: HashMap<(&'t str, &'t str), Vec<&'t Order>>,
+    /// (shop, buyer) with a complaint on D.
+    complained: HashSet<(&'t str, &'t str)>,
+}
+
+impl<'t> DayIndex<'t> {
+    pub fn new(day: i32, tables: &'t Tables) -> DayIndex<'t> {
+        let mut orders: HashMap<_, Vec<&Order>> = HashMap::new();
+        for o in tables.orders.iter().flat_map(|t| &t.rows) {
+            if o.grouped && (o.paid.day == day || o.paid.day == day + 1) {
+                orders
+                    .entry((o.shop.as_str(), o.buyer.as_str()))
+                    .or_default()
+                    .push(o);
+            }
+        }
+        // Stable: ties keep input order.
+        for v in orders.values_mut() {
+            v.sort_by_key(|o| o.paid.utc);
+        }
+        let complained = tables
+            .complaints
+            .iter()
+            .flat_map(|t| &t.rows)
+            .filter(|c| c.ts.day == day)
+            .map(|c| (c.shop.as_str(), c.buyer.as_str()))
+            .collect();
+        DayIndex {
+            day,
+            tables,
+            orders,
+            complained,
+        }
+    }
+
+    /// One metric of the day; `None` when a table it needs was not given
+    /// (skipped: no rows, no items). `consults` matter only to the kinds of
+    /// [`ScoreKind::uses_consults`].
+    pub fn compute(&self, metric: &ScoreMetric, consults: &[ConsultDay]) -> Option<DayResult> {
+        if !missing_tables(metric.kind, self.tables).is_empty() {
+            return None;
+        }
+        let mut acc = Acc::default();
+        match metric.kind {
+            ScoreKind::Conversion | ScoreKind::OrderValue | ScoreKind::OrderItems => {
+                for c in consults {
+                    self.sale(metric.kind, c, &mut acc);
+                }
+            }
+            ScoreKind::ComplaintRate => {
+                for c in consults {
+                    let passed = self.complained.contains(&(c.shop, c.buyer));
+                    let mut item = consult_item(c);
+                    item.passed = Some(passed);
+                    acc.add(c.shop, c.agent, passed as i64, item);
+                }
+            }
+            ScoreKind::DisputeRefundRate => self.disputes(metric.hours, &mut acc),
+            ScoreKind::RefundTime => self.refund_time(metric.hours, &mut acc),
+            ScoreKind::RatingShare => self.ratings(metric, &mut acc),
+        }
+        Some(acc.finish(metric.kind == ScoreKind::DisputeRefundRate))
+    }
+
+    /// `conversion`, `order_value`, `order_items` for one consult buyer-day.
+    fn sale(&self, kind: ScoreKind, c: &ConsultDay, acc: &mut Acc) {
+        let orders = self
+            .orders
+            .get(&(c.shop, c.buyer))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        // Pre-sale: no qualifying order paid on D before the start.
+        if orders
+            .iter()
+            .any(|o| o.paid.day == self.day && o.paid.utc < c.start_utc_ms)
+        {
+            return;
+        }
+        // The window [start, 00:00 of D+2): `orders` holds D and D+1 only.
+        let window: Vec<&Order> = orders
+            .iter()
+            .copied()
+            .filter(|o| o.paid.utc >= c.start_utc_ms)
+            .collect();
+        let first = window.first();
+        if kind != ScoreKind::Conversion && first.is_none() {
+            return; // not a passing item of `conversion`
+        }
+        let counted = match kind {
+            ScoreKind::Conversion => first.is_some() as i64,
+            ScoreKind::OrderValue => window.iter().map(|o| o.fen).sum(),
+            _ => window.iter().map(|o| o.items).sum(),
+        };
+        let mut item = consult_item(c);
+        if let Some(o) = first {
+            item.reply = Some(o.paid.utc);
+            item.latency_ms = Some(o.paid.utc - c.start_utc_ms);
+            item.order_id = Some(o.order_id.clone());
+        }
+        if kind == ScoreKind::Conversion {
+            item.passed = Some(first.is_some());
+        }
+        acc.add(c.shop, c.agent, counted, item);
+    }
+
+    /// `dispute_refund_rate`: two counts per shop, no items. Hours are
+    /// tested on `finished_ts` and on `paid_ts`.
+    fn disputes(&self, hours: Hours, acc: &mut Acc) {
+        let in_hours = |tod: i32| hours.contains(tod as i64);
+        for r in self.tables.refunds.iter().flat_map(|t| &t.rows) {
+            if r.finished.day == self.day && in_hours(r.finished.tod) {
+                let row = acc.row(&r.shop, "");
+                row.0 += (r.platform_judged && r.merchant_liable) as i64;
+            }
+        }
+        for o in self.tables.orders.iter().flat_map(|t| &t.rows) {
+            if o.grouped && o.paid.day == self.day && in_hours(o.paid.tod) {
+                acc.row(&o.shop, "").1 += 1;
+            }
+        }
+    }
+
+    /// `refund_time`: `success` refunds finished on D in hours.
+    fn refund_time(&self, hours: Hours, acc: &mut Acc) {
+        for r in self.tables.refunds.iter().flat_map(|t| &t.rows) {
+            if r.finished.day != self.day || !hours.contains(r.finished.tod as i64) {
+                continue;
+            }
+            let ms = r.finished.utc - r.requested_utc;
+            let item = ScoreItem {
+                shop_id: r.shop.clone(),
+                buyer_id: String::new(),
+                agent_id: String::new(),
+                start: r.requested_utc,
+                reply: Some(r.finished.utc),
+                latency_ms: Some(ms),
+                counted_ms: Some(ms),
+                passed: None,
+                excluded: None,
+                order_id: Some(r.order_id.clone()),
+                counted: Some(ms),
+            };
+            acc.add(&r.shop, "", ms, item);
+        }
+    }
+
+    /// `rating_share`: per (shop, buyer, agent) of D, the last in-hours
+    /// rating by `ts` (ties: the last in input order).
+    fn ratings(&self, m: &ScoreMetric, acc: &mut Acc) {
+        let mut last: HashMap<(&str, &str, &str), &Rating> = HashMap::new();
+        let mut order: Vec<(&str, &str, &str)> = Vec::new();
+        for r in self.tables.ratings.iter().flat_map(|t| &t.rows) {
+            if r.ts.day != self.day || !m.hours.contains(r.ts.tod as i64) {
+                continue;
+            }
+            let key = (r.shop.as_str(), r.buyer.as_str(), r.agent.as_str());
+            match last.get_mut(&key) {
+                Some(l) if r.ts.utc >= l.ts.utc => *l = r,
+                Some(_) => {}
+                None => {
+                    last.insert(key, r);
+                    order.push(key);
+                }
+            }
+        }
+        for key in order {
+            let r = last[&key];
+            let passed = m.scores.contains(&r.score) && (r.resolved || !m.resolved_only);
+            let item = ScoreItem {
+                shop_id: r.shop.clone(),
+                buyer_id: r.buyer.clone(),
+                agent_id: r.agent.clone(),
+                start: r.ts.utc,
+                reply: None,
+                latency_ms: None,
+                counted_ms: None,
+                passed: Some(passed),
+                excluded: None,
+                order_id: None,
+                counted: Some(passed as i64),
+            };
+            acc.add(&r.shop, &r.agent, passed as i64, item);
+        }
+    }
+}
+
+/// An item of a consult buyer-day, before its kind fills it in.
+fn consult_item(c: &ConsultDay) -> ScoreItem {
+    ScoreItem {
+        shop_id: c.shop.to_string(),
+        buyer_id: c.buyer.to_string(),
+        agent_id: c.agent.to_string(),
+        start: c.start_utc_ms,
+        reply: None,
+        latency_ms: None,
+        counted_ms: None,
+        passed: None,
+        excluded: None,
+        order_id: None,
+        counted: None,
+    }
+}
+
+/// Sums per (shop, agent) and the items, while a metric is computed.
+#[derive(Default)]
+struct Acc {
+    rows: BTreeMap<(String, String), (i64, i64)>,
+    items: Vec<ScoreItem>,
+}
+
+impl Acc {
+    fn row(&mut self, shop: &str, agent: &str) -> &mut (i64, i64) {
+        self.rows
+            .entry((shop.to_string(), agent.to_string()))
+            .or_default()
+    }
+
+    /// An item counting `counted` into the numerator and 1 into the
+    /// denominator.
+    fn add(&mut self, shop: &str, agent: &str, counted: i64, mut item: ScoreItem) {
+        let r = self.row(shop, agent);
+        r.0 += counted;
+        r.1 += 1;
+        item.counted = Some(counted);
+        self.items.push(item);
+    }
+
+    /// The rows §8.2 keeps: denominator > 0, or (`either`) numerator or
+    /// denominator > 0.
+    fn finish(self, either: bool) -> DayResult {
+        let rows = self
+            .rows
+            .into_iter()
+            .filter(|(_, (n, d))| *d > 0 || (either && *n > 0))
+            .map(|((shop_id, agent_id), (numerator, denominator))| ScoreRow {
+                shop_id,
+                agent_id,
+                numerator,
+                denominator,
+            })
+            .collect();
+        DayResult {
+            rows,
+            items: self.items,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The scorecard (SPEC §8): sales, after-sales and satisfaction metrics
+//! from optional tables beside the message log.
+//!
+//! - [`money`]: amounts to exact integer fen.
+//! - [`tables`]: reading orders, refunds, complaints and ratings (bad rows,
+//!   de-duplication, the local days a run needs).
+//! - [`compute`]: one day's metrics from those tables and the day's consult
+//!   buyer-days, which the message engine supplies.
+//!
+//! The module depends on `model`, `rules` (settings types) and
+//! `input::discover` only; rules, job and output call into it.
+
+pub mod compute;
+pub mod money;
+mod read;
+pub mod tables;
+
+pub use compute::{
+    alert_fires, missing_tables, value, AlertWhen, ConsultDay, DayIndex, DayResult, ScoreItem,
+    ScoreKind, ScoreMetric, ScoreRow,
+};
+pub use read::LocalTime;
+pub use tables::{
+    load_complaints, load_orders, load_ratings, load_refunds, table_files, Complaint, LocalDays,
+    Order, Rating, Refund, Table, TableSettings, TableStats, Tables,
+};
+
+#[cfg(test)]
+mod compute_tests;
+#[cfg(test)]
+mod tables_tests;
