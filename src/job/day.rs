@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use polars::prelude::DataFrame;
 
 use super::commit::{self, build_error};
-use super::{line, metrics_for, windows, DaySummary, Progress, RunConfig};
+use super::{line, metrics_for, phase, windows, DaySummary, Phase, Progress, RunConfig};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::input::{self, DayRange};
@@ -194,6 +194,7 @@ fn daily_group(
     let plan = memory_plan(cfg);
     let spill = plan.spill_dir.clone();
     let result = (|| {
+        phase(progress, day, Phase::Reading, cfgs);
         let t_read = Instant::now();
         let mut loaded = read_day(cfg, key, counted, &read, &plan, carried)?;
         let t_read = t_read.elapsed();
@@ -201,6 +202,7 @@ fn daily_group(
             line(progress, &format!("  warning: bad row skipped: {ex}"));
         }
         let mut tables = begin_tables(cfgs, day)?;
+        phase(progress, day, Phase::Computing, cfgs);
         let t_work = Instant::now();
         let empty_day = compute_tables(&mut loaded, &mut tables, day)?;
         line(
@@ -223,6 +225,7 @@ fn daily_group(
                 ),
             );
         }
+        phase(progress, day, Phase::Writing, cfgs);
         commit_platforms(tables, &read, &rows, started)
     })();
     if let Some(dir) = spill {
@@ -415,6 +418,8 @@ fn read_line(
 /// What a day's read saw, once every bucket is built.
 struct DayRows {
     stats: LoadStats,
+    /// Rows of the day as read (before de-duplication), for the summary.
+    read_on_day: u64,
     /// Messages on the day and on its next day (after de-duplication).
     on_day: u64,
     on_next: u64,
@@ -427,6 +432,7 @@ impl DayRows {
     /// Takes what the summary and manifests need of `loaded` (and frees it).
     fn of(loaded: input::Loaded, day: NaiveDate, next: NaiveDate, empty_day: bool) -> DayRows {
         let stats = loaded.stats.clone();
+        let read_on_day = loaded.read_rows_on(day);
         let read_on_next = loaded.read_rows_on(next);
         drop(loaded);
         let rows_on = |d: NaiveDate| {
@@ -445,6 +451,7 @@ impl DayRows {
             rows_on(next)
         };
         DayRows {
+            read_on_day,
             on_day,
             on_next,
             // An empty day is final: later messages cannot give it items.
@@ -534,6 +541,7 @@ fn commit_platform(
         day,
         files: read.files.len(),
         rows_read: stats.rows_read,
+        rows_on_day: rows.read_on_day,
         bad_rows: stats.bad_rows,
         duplicates: stats.duplicates,
         items: t

@@ -61,7 +61,15 @@ pub struct DaySummary {
     pub platform: String,
     pub day: NaiveDate,
     pub files: usize,
+    /// Rows the day's read saw: the day's and its next day's (the reply
+    /// horizon), bad rows included. The next day's rows are read again by
+    /// that day's own read, so summing this over days counts them twice:
+    /// see `rows_on_day`.
     pub rows_read: u64,
+    /// Rows whose local day is this day (before de-duplication and the
+    /// `peer_kind` filter; bad rows not included): over the days of a run,
+    /// each input row of those days counted once.
+    pub rows_on_day: u64,
     pub bad_rows: u64,
     pub duplicates: u64,
     /// (metric id, counted items, excluded items).
@@ -71,6 +79,10 @@ pub struct DaySummary {
     pub alert_rows: usize,
     /// The next day had no messages: replies after midnight were not seen.
     pub provisional: bool,
+    /// This platform's time for the day: the day's read and compute and its
+    /// window back-fill (shared with the platforms of the same read), then
+    /// its own commit, rolling windows and alerts. Not a running total of
+    /// the platforms before it.
     pub seconds: f64,
 }
 
@@ -78,22 +90,63 @@ pub struct DaySummary {
 /// otherwise).
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// Day `index` (0-based) of `total` starts.
+    /// A day of the run starts, for `platforms` platforms. The run's work is
+    /// counted in platform-days (a day of one platform): `done` of `total`
+    /// are committed. Each platform-day ends with one [`Event::DayDone`], so
+    /// `done` reaches `total` exactly when the run ends.
     DayStarted {
-        index: usize,
+        done: usize,
         total: usize,
         day: NaiveDate,
+        platforms: usize,
+    },
+    /// Work on `day` (a day of the run, or a window day it back-fills)
+    /// enters `phase`, for `platforms` (those sharing the read, or the one
+    /// platform whose tables are written).
+    Phase {
+        day: NaiveDate,
+        phase: Phase,
+        platforms: &'a [String],
     },
     /// A line for the log: what is being read, warnings, counts.
     Line(&'a str),
-    /// A day is committed.
+    /// A platform's day is committed.
     DayDone(&'a DaySummary),
+}
+
+/// What a day's work is doing, in this order for each read: reading the
+/// input, computing the metrics, writing the partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Reading,
+    Computing,
+    Writing,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Reading => "reading",
+            Phase::Computing => "computing",
+            Phase::Writing => "writing",
+        })
+    }
 }
 
 type Progress<'a> = &'a mut dyn FnMut(Event);
 
 fn line(progress: &mut dyn FnMut(Event), text: &str) {
     progress(Event::Line(text));
+}
+
+/// Says that `cfgs`' work on `day` enters `phase`.
+fn phase(progress: &mut dyn FnMut(Event), day: NaiveDate, phase: Phase, cfgs: &[&RunConfig]) {
+    let platforms: Vec<String> = cfgs.iter().map(|c| c.platform.clone()).collect();
+    progress(Event::Phase {
+        day,
+        phase,
+        platforms: &platforms,
+    });
 }
 
 /// Runs every day of `cfg` in order, committing each before the next; the
@@ -154,31 +207,38 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
     }
     let all_days: std::collections::BTreeSet<NaiveDate> =
         days_of.iter().flatten().copied().collect();
+    // Progress counts platform-days: each ends with one `DayDone`.
+    let total: usize = days_of.iter().map(Vec::len).sum();
     let mut out = Vec::new();
-    for (k, &day) in all_days.iter().enumerate() {
+    for &day in &all_days {
         // What this day's read counts for the empty window days before it.
         let mut carried = Carried::default();
-        progress(Event::DayStarted {
-            index: k,
-            total: all_days.len(),
-            day,
-        });
-        let started = Instant::now();
         let who: Vec<&RunConfig> = cfgs
             .iter()
             .zip(&days_of)
             .filter(|(_, days)| days.contains(&day))
             .map(|(c, _)| c)
             .collect();
+        progress(Event::DayStarted {
+            done: out.len(),
+            total,
+            day,
+            platforms: who.len(),
+        });
         let summaries = daily(&who, day, false, &mut carried, progress)?;
         // Every window day committed first: the windows only read them.
+        let backfill = Instant::now();
         windows::backfill_windows(&who, day, &mut carried, progress)?;
+        let backfill = backfill.elapsed().as_secs_f64();
         for (c, mut summary) in who.iter().zip(summaries) {
+            let own = Instant::now();
+            phase(progress, day, Phase::Writing, std::slice::from_ref(c));
             let mut window = windows::rolling(c, day)?;
             windows::commit_rolling(c, day, &mut window)?;
             summary.rolling_rows = window.rows.len();
             summary.alert_rows = alerts::alerts(c, day, &window.rows, summary.provisional)?;
-            summary.seconds = started.elapsed().as_secs_f64();
+            // The day's shared work (set by `daily`), then this platform's.
+            summary.seconds += backfill + own.elapsed().as_secs_f64();
             line(
                 progress,
                 &format!(

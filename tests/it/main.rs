@@ -13,6 +13,7 @@ mod faults;
 mod gen_determinism;
 mod input_and_cli;
 mod nightly;
+mod progress;
 mod properties;
 mod realdata;
 mod rule_fields;
