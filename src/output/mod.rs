@@ -20,11 +20,11 @@ pub mod tables;
 pub use items::{items, NameRanks};
 pub use manifest::{
     commit_manifest, read_provisional, retract_manifest, rules_hash, AlertFacts, DailyFacts, Facts,
-    InputFile, Manifest, RollingFacts, WindowFact,
+    InputFile, Manifest, OmittedFacts, RollingFacts, WindowFact,
 };
 pub use partition::{
-    check_output_dir, commit_partition, is_committed, lock, partition_dir, remove_stale_spill,
-    remove_stale_staging_all, spill_dir, StagedPartition,
+    check_output_dir, commit_partition, is_committed, lock, partition_dir, remove_partition_file,
+    remove_stale_spill, remove_stale_staging_all, spill_dir, StagedPartition,
 };
 pub use read::{read_shop_daily, DailyRow};
 pub use tables::{agent_daily, alerts, shop_daily, shop_rolling, value, AlertRow, MetricRow};
