@@ -101,7 +101,7 @@ pub(super) fn backfill_windows(
                     "  {day}: the {needs} {first}, which has no shop_daily partition: computing it"
                 ),
                 n => format!(
-                    "  {day}: the {needs} {n} days without a shop_daily partition, from {first} to {last}: computing them"
+                    "  {day}: the {needs} {last} back to {first} ({n} days without a shop_daily partition): computing them"
                 ),
             },
         );

@@ -3,7 +3,8 @@
 //!
 //! - [`tables`]: the frames of `shop_daily`, `agent_daily`, `shop_rolling`
 //!   and `alerts`; [`items`]: the frame of `items`.
-//! - [`partition`]: where partitions live, their atomic staged writes, the
+//! - [`partition`]: where partitions live, their atomic staged writes (and
+//!   the removal of a table the run does not write), the
 //!   output directory's checks, lock and spill folder.
 //! - [`manifest`]: each partition's `_manifest.json`.
 //! - [`read`]: committed `shop_daily` partitions read back.
