@@ -20,7 +20,7 @@ use polars::prelude::DataFrame;
 
 use super::RunConfig;
 use crate::error::{Error, Result};
-use crate::output::{self, DailyFacts, Facts, Manifest, StagedPartition};
+use crate::output::{self, DailyFacts, Facts, Manifest, OmittedFacts, StagedPartition};
 
 /// A partition's data, to commit.
 pub(super) enum Data<'a> {
@@ -29,6 +29,9 @@ pub(super) enum Data<'a> {
     /// A data file already staged and written (`items`, bucket by bucket),
     /// and its rows (boxed: it is much larger than a reference).
     Staged(Box<StagedPartition>, usize),
+    /// No data: the shard's data file is removed (a table the run does not
+    /// write, see [`commit_day`]), and the manifest says 0 rows.
+    Removed,
 }
 
 /// Commits one table's partition for `day`, then its manifest: the common
@@ -50,6 +53,10 @@ pub(super) fn commit_table(
             (*staged).commit()?;
             rows
         }
+        Data::Removed => {
+            output::remove_partition_file(&cfg.output, table, &cfg.platform, day, cfg.shard)?;
+            0
+        }
     };
     let manifest = Manifest {
         kefu_version: env!("CARGO_PKG_VERSION"),
@@ -65,6 +72,13 @@ pub(super) fn commit_table(
 
 /// Commits a day's daily tables, `shop_daily` last (see the module's
 /// comment), each with `facts` in its manifest.
+///
+/// Without `items` (`--no-items`), the day's `items` partition is removed
+/// through the same protocol, so that no items of an earlier run of the day
+/// survive beside the new `shop_daily`: its manifest is retracted, the
+/// shard's data file removed (only this shard's: other shards' files are
+/// theirs), then a manifest written with 0 rows and `"omitted":
+/// "--no-items"`, so that a reader sees why the partition has no data.
 pub(super) fn commit_day(
     cfg: &RunConfig,
     day: NaiveDate,
@@ -73,9 +87,18 @@ pub(super) fn commit_day(
     shop: &mut DataFrame,
     facts: DailyFacts,
 ) -> Result<()> {
-    if let Some((staged, rows)) = items {
-        let data = Data::Staged(Box::new(staged), rows);
-        commit_table(cfg, "items", day, data, Facts::Daily(facts.clone()))?;
+    match items {
+        Some((staged, rows)) => {
+            let data = Data::Staged(Box::new(staged), rows);
+            commit_table(cfg, "items", day, data, Facts::Daily(facts.clone()))?;
+        }
+        None => {
+            let omitted = OmittedFacts {
+                omitted: "--no-items",
+                daily: facts.clone(),
+            };
+            commit_table(cfg, "items", day, Data::Removed, Facts::Omitted(omitted))?;
+        }
     }
     let data = Data::Frame(agent);
     commit_table(cfg, "agent_daily", day, data, Facts::Daily(facts.clone()))?;

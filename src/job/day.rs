@@ -158,7 +158,13 @@ fn daily_group(
     let started = Instant::now();
     let cfg = cfgs[0];
     let next = next_day(day)?;
-    let files = day_files(cfg, day)?;
+    let files = match day_files(cfg, day) {
+        // A window day without input files (no `dt=` folder for it) has no
+        // messages: computed and committed empty like a window day of a
+        // single-file input, so that the next run does not look for it again.
+        Err(Error::NoInput(_)) if window_day => Vec::new(),
+        files => files?,
+    };
     // The day's read counts the empty window days before it (used when
     // they are read from the same files).
     let count_days_before = match window_day {
@@ -178,19 +184,22 @@ fn daily_group(
         window_day,
         count_days_before,
     };
-    line(
-        progress,
-        &match &counted {
-            Some((_, by)) => format!(
-                "{day}: {} file(s) for {day} and {next}, counted by {by}'s read",
-                read.files.len()
-            ),
-            None => format!(
-                "{day}: reading {} file(s) for {day} and {next}",
-                read.files.len()
-            ),
-        },
-    );
+    let reading = match &counted {
+        Some((_, by)) => format!(
+            "{day}: {} file(s) for {day} and {next}, counted by {by}'s read",
+            read.files.len()
+        ),
+        None => format!(
+            "{day}: reading {} file(s) for {day} and {next}",
+            read.files.len()
+        ),
+    };
+    // A window day's lines wait for its read: one without messages shows
+    // none (the run sums such days up in one line, see
+    // `windows::EmptyWindowDays`), as a first rolling run has dozens.
+    if !window_day {
+        line(progress, &reading);
+    }
     let plan = memory_plan(cfg);
     let spill = plan.spill_dir.clone();
     let result = (|| {
@@ -198,6 +207,10 @@ fn daily_group(
         let t_read = Instant::now();
         let mut loaded = read_day(cfg, key, counted, &read, &plan, carried)?;
         let t_read = t_read.elapsed();
+        let quiet = window_day && loaded.read_rows_on(day) == 0;
+        if window_day && !quiet {
+            line(progress, &reading);
+        }
         for ex in &loaded.stats.bad_examples {
             line(progress, &format!("  warning: bad row skipped: {ex}"));
         }
@@ -205,12 +218,15 @@ fn daily_group(
         phase(progress, day, Phase::Computing, cfgs);
         let t_work = Instant::now();
         let empty_day = compute_tables(&mut loaded, &mut tables, day)?;
-        line(
-            progress,
-            &read_line(day, &loaded, empty_day, t_read, t_work.elapsed()),
-        );
+        if !quiet {
+            line(
+                progress,
+                &read_line(day, &loaded, empty_day, t_read, t_work.elapsed()),
+            );
+        }
         let rows = DayRows::of(loaded, day, next, empty_day);
-        if rows.on_day == 0 {
+        // An empty window day is the caller's to report (`messages_on_day`).
+        if rows.on_day == 0 && !window_day {
             line(
                 progress,
                 &format!("  warning: no messages on {day}: writing empty partitions"),
@@ -544,6 +560,7 @@ fn commit_platform(
         rows_on_day: rows.read_on_day,
         bad_rows: stats.bad_rows,
         duplicates: stats.duplicates,
+        messages_on_day: rows.on_day,
         items: t
             .metrics
             .iter()

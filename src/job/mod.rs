@@ -72,6 +72,8 @@ pub struct DaySummary {
     pub rows_on_day: u64,
     pub bad_rows: u64,
     pub duplicates: u64,
+    /// Messages on the day (after de-duplication).
+    pub messages_on_day: u64,
     /// (metric id, counted items, excluded items).
     pub items: Vec<(String, u64, u64)>,
     pub shop_rows: usize,
@@ -205,10 +207,16 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
         }
         days_of.push(days);
     }
+    for (c, days) in cfgs.iter().zip(&days_of) {
+        if let Some(text) = nothing_in_force(c, days) {
+            line(progress, &text);
+        }
+    }
     let all_days: std::collections::BTreeSet<NaiveDate> =
         days_of.iter().flatten().copied().collect();
     // Progress counts platform-days: each ends with one `DayDone`.
     let total: usize = days_of.iter().map(Vec::len).sum();
+    let mut empty_window_days = windows::EmptyWindowDays::default();
     let mut out = Vec::new();
     for &day in &all_days {
         // What this day's read counts for the empty window days before it.
@@ -228,7 +236,7 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
         let summaries = daily(&who, day, false, &mut carried, progress)?;
         // Every window day committed first: the windows only read them.
         let backfill = Instant::now();
-        windows::backfill_windows(&who, day, &mut carried, progress)?;
+        windows::backfill_windows(&who, day, &mut carried, &mut empty_window_days, progress)?;
         let backfill = backfill.elapsed().as_secs_f64();
         for (c, mut summary) in who.iter().zip(summaries) {
             let own = Instant::now();
@@ -263,7 +271,60 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
             out.push(summary);
         }
     }
+    if let Some(text) = empty_window_days.summary() {
+        line(progress, &text);
+    }
     Ok(out)
+}
+
+/// The warning for the days of `days` on which no metric version of `cfg`'s
+/// rules is in force (a preset's legacy days, or a rule file whose every
+/// version starts later): they are computed and written with no rows, which
+/// would otherwise pass unnoticed. None when every day has one.
+fn nothing_in_force(cfg: &RunConfig, days: &[NaiveDate]) -> Option<String> {
+    if let Some(as_of) = cfg.rules_as_of {
+        return metrics_for(cfg, as_of).is_empty().then(|| {
+            format!(
+                "{}: no metric version of the rules is in force on {as_of} (--rules-as-of): nothing to compute for {}",
+                cfg.platform,
+                day_ranges(days)
+            )
+        });
+    }
+    let idle: Vec<NaiveDate> = days
+        .iter()
+        .copied()
+        .filter(|&d| metrics_for(cfg, d).is_empty())
+        .collect();
+    (!idle.is_empty()).then(|| {
+        format!(
+            "{}: no metric version of the rules is in force on {}: nothing to compute (see --rules-as-of to use the versions of another date)",
+            cfg.platform,
+            day_ranges(&idle)
+        )
+    })
+}
+
+/// Sorted days as ranges of consecutive days: `2020-01-01..2020-01-03,
+/// 2020-01-05`.
+fn day_ranges(days: &[NaiveDate]) -> String {
+    let mut sorted = days.to_vec();
+    sorted.sort();
+    let mut ranges: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for d in sorted {
+        match ranges.last_mut() {
+            Some((_, last)) if last.succ_opt() == Some(d) => *last = d,
+            _ => ranges.push((d, d)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|(a, b)| match a == b {
+            true => a.to_string(),
+            false => format!("{a}..{b}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "platform " in a run of several platforms, else nothing.

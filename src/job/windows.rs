@@ -7,14 +7,14 @@
 //! day at once; [`rolling`] then only reads the committed partitions and
 //! sums them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
 use super::commit::{build_error, commit_table, is_provisional, Data};
 use super::day::{daily, Carried};
 use super::{line, metrics_for, Progress, RunConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{self, Facts, MetricRow, RollingFacts, WindowFact};
 use crate::rules::Metric;
 
@@ -44,14 +44,37 @@ pub(super) fn window_days_to_compute(cfg: &RunConfig, day: NaiveDate) -> u32 {
     }
 }
 
+/// The window days a run computed that had no messages. A first rolling
+/// run has dozens (30-day windows over an input that starts later): they
+/// are reported in one line per run ([`EmptyWindowDays::summary`]), not one
+/// each. Each is committed with empty partitions, whatever the input (a
+/// single file, or `dt=` folders without one for the day), so that the next
+/// run finds it committed and does not report it again.
+#[derive(Default)]
+pub(super) struct EmptyWindowDays(BTreeSet<NaiveDate>);
+
+impl EmptyWindowDays {
+    /// The run's line about them, if any.
+    pub(super) fn summary(&self) -> Option<String> {
+        let (first, last) = (self.0.first()?, self.0.last()?);
+        Some(match self.0.len() {
+            1 => format!("  warning: no messages on window day {first} (committed empty)"),
+            n => format!(
+                "  warning: no messages on {n} window day(s) from {first} to {last} (committed empty)"
+            ),
+        })
+    }
+}
+
 /// Computes the window days of `day`'s rolling metrics that have no
 /// `shop_daily` partition yet, newest first, each once for all the
 /// platforms of `cfgs` that need it (one read per day); [`rolling`] then
-/// finds them committed. A window day without any input adds nothing.
+/// finds them committed. Those without messages are added to `empty`.
 pub(super) fn backfill_windows(
     cfgs: &[&RunConfig],
     day: NaiveDate,
     carried: &mut Carried,
+    empty: &mut EmptyWindowDays,
     progress: Progress,
 ) -> Result<()> {
     let mut need: BTreeMap<NaiveDate, Vec<&RunConfig>> = BTreeMap::new();
@@ -63,23 +86,30 @@ pub(super) fn backfill_windows(
             }
         }
     }
-    for (d, who) in need.into_iter().rev() {
-        let needs = if who.len() > 1 {
+    // One line for all the days to compute (each day with messages then
+    // shows its read).
+    if let (Some(&first), Some(&last)) = (need.keys().next(), need.keys().next_back()) {
+        let needs = if need.values().any(|who| who.len() > 1) {
             "windows need"
         } else {
             "window needs"
         };
         line(
             progress,
-            &format!("  {day}: the {needs} {d}, which has no shop_daily partition: computing it"),
+            &match need.len() {
+                1 => format!(
+                    "  {day}: the {needs} {first}, which has no shop_daily partition: computing it"
+                ),
+                n => format!(
+                    "  {day}: the {needs} {last} back to {first} ({n} days without a shop_daily partition): computing them"
+                ),
+            },
         );
-        match daily(&who, d, true, carried, progress) {
-            Ok(_) => {}
-            Err(Error::NoInput(msg)) => line(
-                progress,
-                &format!("  warning: {d} has no input ({msg}); it adds nothing to the window"),
-            ),
-            Err(e) => return Err(e),
+    }
+    for (d, who) in need.into_iter().rev() {
+        let summaries = daily(&who, d, true, carried, progress)?;
+        if summaries.iter().all(|s| s.messages_on_day == 0) {
+            empty.0.insert(d);
         }
     }
     Ok(())

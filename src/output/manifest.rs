@@ -46,6 +46,9 @@ pub enum Facts {
     Rolling(RollingFacts),
     /// `alerts`.
     Alerts(AlertFacts),
+    /// A daily table the run did not write (`items` under `--no-items`):
+    /// its data file was removed, and the manifest says why.
+    Omitted(OmittedFacts),
 }
 
 /// The manifest of a daily table: which rules computed the day from which
@@ -66,6 +69,16 @@ pub struct DailyFacts {
     /// The next day had no messages: the run that computes it recomputes
     /// this day first.
     pub provisional: bool,
+}
+
+/// The manifest of a daily table's partition the run removed instead of
+/// writing: the day's facts, and why (`"omitted": "--no-items"`), so that a
+/// reader sees why the partition has no data file.
+#[derive(Debug, Clone, Serialize)]
+pub struct OmittedFacts {
+    pub omitted: &'static str,
+    #[serde(flatten)]
+    pub daily: DailyFacts,
 }
 
 /// One input file of a day's read.

@@ -3,7 +3,8 @@
 //!
 //! - [`tables`]: the frames of `shop_daily`, `agent_daily`, `shop_rolling`
 //!   and `alerts`; [`items`]: the frame of `items`.
-//! - [`partition`]: where partitions live, their atomic staged writes, the
+//! - [`partition`]: where partitions live, their atomic staged writes (and
+//!   the removal of a table the run does not write), the
 //!   output directory's checks, lock and spill folder.
 //! - [`manifest`]: each partition's `_manifest.json`.
 //! - [`read`]: committed `shop_daily` partitions read back.
@@ -20,11 +21,11 @@ pub mod tables;
 pub use items::{items, NameRanks};
 pub use manifest::{
     commit_manifest, read_provisional, retract_manifest, rules_hash, AlertFacts, DailyFacts, Facts,
-    InputFile, Manifest, RollingFacts, WindowFact,
+    InputFile, Manifest, OmittedFacts, RollingFacts, WindowFact,
 };
 pub use partition::{
-    check_output_dir, commit_partition, is_committed, lock, partition_dir, remove_stale_spill,
-    remove_stale_staging_all, spill_dir, StagedPartition,
+    check_output_dir, commit_partition, is_committed, lock, partition_dir, remove_partition_file,
+    remove_stale_spill, remove_stale_staging_all, spill_dir, StagedPartition,
 };
 pub use read::{read_shop_daily, DailyRow};
 pub use tables::{agent_daily, alerts, shop_daily, shop_rolling, value, AlertRow, MetricRow};

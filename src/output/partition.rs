@@ -162,6 +162,32 @@ pub fn commit_partition(
     staged.commit()
 }
 
+/// Removes the partition's data file of `shard` (if any), and no other
+/// shard's: how a table the run does not write (`items` under `--no-items`)
+/// leaves no stale rows. The job retracts the manifest first and writes one
+/// saying why after (see `job::commit`).
+pub fn remove_partition_file(
+    out: &Path,
+    table: &str,
+    platform: &str,
+    day: NaiveDate,
+    shard: Shard,
+) -> Result<()> {
+    let dir = partition_dir(out, table, platform, day);
+    let path = dir.join(shard.data_file());
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("remove", &path, &e)),
+    }
+    fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, &e))?;
+    // Make the removal durable, as a commit's rename is.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 512 * 512;
 

@@ -37,7 +37,15 @@ pub fn read_shop_daily(
         ))
     };
     let p = path.to_str().ok_or_else(|| bad(&"path is not UTF-8"))?;
-    let df = LazyFrame::scan_parquet(PlRefPath::new(p), Default::default())
+    // The file itself, as written: no Hive keys taken from its path (an
+    // `--output` under `dt=` or `platform=` folders would add them as
+    // columns), no glob expansion of the path's characters.
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions::new_disabled(),
+        glob: false,
+        ..Default::default()
+    };
+    let df = LazyFrame::scan_parquet(PlRefPath::new(p), args)
         .and_then(|lf| {
             lf.select([
                 col("shop_id"),

@@ -20,3 +20,4 @@ mod rule_fields;
 mod shard;
 mod spec_examples;
 mod user_output;
+mod user_trips;
