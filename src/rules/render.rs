@@ -219,12 +219,28 @@ mod tests {
                 "~ metric m@: thr 30 -> 60".to_string(),
                 "+ metric m@2024-05-02: added (unit=message, kind=rate, thr=30, any_miss=no, hours=08:00-23:00, \
                  responders=manual, cross_day=keep, bot_only=keep, cap=-, unreplied=fail, window=1, gap=-, \
-                 alert=-, from=2024-05-02, to=-)"
+                 scores=-, alert=-, from=2024-05-02, to=-)"
                     .to_string(),
             ]
         );
         assert!(diff(&a, &a).is_empty());
         let pdd = RuleSet::preset("pdd").unwrap();
         assert!(diff(&pdd, &pdd).is_empty());
+        // The scorecard fields.
+        let s = "[[metric]]\nid = \"r\"\nkind = \"rating_share\"\nhours = \"00:00-24:00\"\nscores = [4, 5]\n";
+        let a = parse(s, "a.toml").unwrap();
+        let b = parse(
+            &format!("{s}resolved_only = true\ntarget = 0.9\nalert_when = \"above\"\n"),
+            "b.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                "~ metric r@: scores 4,5 -> 4,5 resolved".to_string(),
+                "~ metric r@: alert - -> >0.9".to_string(),
+            ]
+        );
+        assert!(render_table(&a).contains("rating_share"));
     }
 }
