@@ -53,6 +53,29 @@ pub struct RunConfig {
     /// About how many bytes a day may hold in memory; `None` holds each day
     /// whole (see [`input::MemoryPlan`]).
     pub memory_budget: Option<u64>,
+    /// The scorecard tables given to the run (SPEC §8.1).
+    pub tables: TablePaths,
+}
+
+/// The paths of the scorecard tables (`--orders`, …; each a file, a
+/// directory or a glob), `None` when not given: the metrics that read a
+/// table not given are skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TablePaths {
+    pub orders: Option<String>,
+    pub refunds: Option<String>,
+    pub complaints: Option<String>,
+    pub ratings: Option<String>,
+}
+
+impl TablePaths {
+    /// Whether any table is given (then `items` has the scorecard columns).
+    pub fn any(&self) -> bool {
+        self.orders.is_some()
+            || self.refunds.is_some()
+            || self.complaints.is_some()
+            || self.ratings.is_some()
+    }
 }
 
 /// What one day did, for the summary.
@@ -165,11 +188,11 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
         return Err(Error::Usage("no platform to run".into()));
     };
     for c in cfgs {
-        if (&c.input, &c.output, c.from, c.to, c.shard)
-            != (&c0.input, &c0.output, c0.from, c0.to, c0.shard)
+        if (&c.input, &c.output, c.from, c.to, c.shard, &c.tables)
+            != (&c0.input, &c0.output, c0.from, c0.to, c0.shard, &c0.tables)
         {
             return Err(Error::Usage(
-                "platforms of one run must share input, output, days and shard".into(),
+                "platforms of one run must share input, output, days, shard and tables".into(),
             ));
         }
     }
