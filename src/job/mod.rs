@@ -16,6 +16,7 @@
 mod alerts;
 mod commit;
 mod day;
+mod scorecard;
 mod windows;
 
 use std::path::PathBuf;
@@ -97,6 +98,9 @@ pub struct DaySummary {
     pub duplicates: u64,
     /// (metric id, counted items, excluded items).
     pub items: Vec<(String, u64, u64)>,
+    /// Notes on the scorecard metrics in force that were skipped, e.g.
+    /// "skipped pdd.inquiry_conversion_rate: needs --orders".
+    pub skipped: Vec<String>,
     pub shop_rows: usize,
     pub rolling_rows: usize,
     pub alert_rows: usize,
@@ -230,6 +234,8 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
     }
     let all_days: std::collections::BTreeSet<NaiveDate> =
         days_of.iter().flatten().copied().collect();
+    let first_day = all_days.first().copied().unwrap_or(cfg.from);
+    let tables = scorecard::ScoreTables::load(cfgs, (first_day, cfg.to), progress)?;
     // Progress counts platform-days: each ends with one `DayDone`.
     let total: usize = days_of.iter().map(Vec::len).sum();
     let mut out = Vec::new();
@@ -248,10 +254,10 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
             day,
             platforms: who.len(),
         });
-        let summaries = daily(&who, day, false, &mut carried, progress)?;
+        let summaries = daily(&who, day, false, &mut carried, &tables, progress)?;
         // Every window day committed first: the windows only read them.
         let backfill = Instant::now();
-        windows::backfill_windows(&who, day, &mut carried, progress)?;
+        windows::backfill_windows(&who, day, &mut carried, &tables, progress)?;
         let backfill = backfill.elapsed().as_secs_f64();
         for (c, mut summary) in who.iter().zip(summaries) {
             let own = Instant::now();
@@ -282,6 +288,9 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
                     &format!("    {id}: {counted} items counted, {excluded} excluded"),
                 );
             }
+            for note in &summary.skipped {
+                line(progress, &format!("    {note}"));
+            }
             progress(Event::DayDone(&summary));
             out.push(summary);
         }
@@ -298,7 +307,20 @@ fn tag(cfgs: &[RunConfig], c: &RunConfig) -> String {
     }
 }
 
-/// The rule versions that compute `day`.
+/// The rule versions that compute `day`: the message metrics, then the
+/// scorecard metrics whose tables the run was given (the others are
+/// skipped: no rows, no windows, no alerts).
 fn metrics_for(cfg: &RunConfig, day: NaiveDate) -> Vec<&Metric> {
-    cfg.rules.in_force(cfg.rules_as_of.unwrap_or(day))
+    let as_of = cfg.rules_as_of.unwrap_or(day);
+    let mut out = cfg.rules.in_force(as_of);
+    if cfg.tables.any() {
+        let given = scorecard::given(&cfg.tables);
+        out.extend(
+            cfg.rules
+                .scores_in_force(as_of)
+                .into_iter()
+                .filter(|m| scorecard::skip_reason(m, Some(&given)).is_none()),
+        );
+    }
+    out
 }
