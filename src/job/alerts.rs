@@ -48,7 +48,13 @@ pub(super) fn alerts(
         };
         for r in candidates {
             // A null value (a dispute row without orders) raises none.
-            if alert_fires(m.alert_when, r.value, r.denominator, m.min_denominator, target) {
+            if alert_fires(
+                m.alert_when,
+                r.value,
+                r.denominator,
+                m.min_denominator,
+                target,
+            ) {
                 let side = match m.alert_when {
                     AlertWhen::Below => "below",
                     AlertWhen::Above => "above",

@@ -359,7 +359,12 @@ fn compute_tables(
     // of synthetic buyer metrics, computed in the same pass, never written.
     let consult: Vec<Vec<Metric>> = tables
         .iter()
-        .map(|t| t.score.as_ref().map(|s| s.consult.clone()).unwrap_or_default())
+        .map(|t| {
+            t.score
+                .as_ref()
+                .map(|s| s.consult.clone())
+                .unwrap_or_default()
+        })
         .collect();
     let consult_refs: Vec<Vec<&Metric>> = consult.iter().map(|c| c.iter().collect()).collect();
     // One pass over the bucket's threads for every platform.
@@ -581,7 +586,11 @@ fn commit_platform(
     let (c, day) = (t.cfg, read.day);
     let stats = &rows.stats;
     // The versions computed: the message metrics, then the scorecard's.
-    let scores: Vec<&Metric> = t.score.as_ref().map(|s| s.metrics.clone()).unwrap_or_default();
+    let scores: Vec<&Metric> = t
+        .score
+        .as_ref()
+        .map(|s| s.metrics.clone())
+        .unwrap_or_default();
     let computed: Vec<&Metric> = t.metrics.iter().chain(&scores).copied().collect();
     let facts = DailyFacts {
         rules_source: c.rules.source.clone(),

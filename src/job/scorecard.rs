@@ -66,17 +66,29 @@ fn load_tables(c: &RunConfig, days: LocalDays, progress: Progress) -> Result<Tab
     let p = &c.tables;
     let mut t = Tables::default();
     if let Some(path) = &p.orders {
-        t.orders = Some(own(c, scorecard::load_orders(path, &input.orders, input, days)?, |r| &r.shop));
+        t.orders = Some(own(
+            c,
+            scorecard::load_orders(path, &input.orders, input, days)?,
+            |r| &r.shop,
+        ));
     }
     if let Some(path) = &p.refunds {
-        t.refunds = Some(own(c, scorecard::load_refunds(path, &input.refunds, input, days)?, |r| &r.shop));
+        t.refunds = Some(own(
+            c,
+            scorecard::load_refunds(path, &input.refunds, input, days)?,
+            |r| &r.shop,
+        ));
     }
     if let Some(path) = &p.complaints {
         let table = scorecard::load_complaints(path, &input.complaints, input, days)?;
         t.complaints = Some(own(c, table, |r| &r.shop));
     }
     if let Some(path) = &p.ratings {
-        t.ratings = Some(own(c, scorecard::load_ratings(path, &input.ratings, input, days)?, |r| &r.shop));
+        t.ratings = Some(own(
+            c,
+            scorecard::load_ratings(path, &input.ratings, input, days)?,
+            |r| &r.shop,
+        ));
     }
     let stats = [
         ("orders", t.orders.as_ref().map(|x| &x.stats)),
@@ -94,7 +106,10 @@ fn load_tables(c: &RunConfig, days: LocalDays, progress: Progress) -> Result<Tab
             ),
         );
         for ex in &s.bad_examples {
-            line(progress, &format!("  warning: bad {name} row skipped: {ex}"));
+            line(
+                progress,
+                &format!("  warning: bad {name} row skipped: {ex}"),
+            );
         }
         s.check(name, input.max_bad_row_share, c.strict)?;
     }
@@ -270,22 +285,27 @@ impl<'a> DayScore<'a> {
         let index = DayIndex::new(self.day, &tables);
         let mut rows = Rows::default();
         for (k, m) in self.metrics.iter().enumerate() {
-            let Some(def) = m.score_metric() else { continue };
-            let consults: Vec<ConsultDay> = match self.consult.iter().position(|c| c.hours == m.hours) {
-                Some(h) if def.kind.uses_consults() => b
-                    .consults
-                    .iter()
-                    .filter(|c| c.hours == h)
-                    .map(|c| ConsultDay {
-                        shop: &c.shop,
-                        buyer: &c.buyer,
-                        start_utc_ms: c.start,
-                        agent: &c.agent,
-                    })
-                    .collect(),
-                _ => Vec::new(),
+            let Some(def) = m.score_metric() else {
+                continue;
             };
-            let Some(result) = index.compute(&def, &consults) else { continue };
+            let consults: Vec<ConsultDay> =
+                match self.consult.iter().position(|c| c.hours == m.hours) {
+                    Some(h) if def.kind.uses_consults() => b
+                        .consults
+                        .iter()
+                        .filter(|c| c.hours == h)
+                        .map(|c| ConsultDay {
+                            shop: &c.shop,
+                            buyer: &c.buyer,
+                            start_utc_ms: c.start,
+                            agent: &c.agent,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+            let Some(result) = index.compute(&def, &consults) else {
+                continue;
+            };
             self.totals[k] += result.items.len() as u64;
             rows.add(m, result);
         }
@@ -293,7 +313,11 @@ impl<'a> DayScore<'a> {
             return Ok(());
         }
         merge_sorted(shop, rows.shop_frame()?, &["shop_id", "metric"])?;
-        merge_sorted(agent, rows.agent_frame()?, &["shop_id", "agent_id", "metric"])?;
+        merge_sorted(
+            agent,
+            rows.agent_frame()?,
+            &["shop_id", "agent_id", "metric"],
+        )?;
         if let Some(items) = items {
             let keys = ["shop_id", "agent_id", "metric", "buyer_id", "start"];
             merge_sorted(items, rows.items_frame()?, &keys)?;
@@ -370,25 +394,58 @@ impl Rows {
     fn shop_frame(&self) -> PolarsResult<DataFrame> {
         let r = &self.shop;
         DataFrame::new_infer_height(vec![
-            Column::new("shop_id".into(), r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>()),
-            Column::new("metric".into(), r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>()),
-            Column::new("numerator".into(), r.iter().map(|r| r.2).collect::<Vec<_>>()),
-            Column::new("denominator".into(), r.iter().map(|r| r.3).collect::<Vec<_>>()),
+            Column::new(
+                "shop_id".into(),
+                r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "metric".into(),
+                r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "numerator".into(),
+                r.iter().map(|r| r.2).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "denominator".into(),
+                r.iter().map(|r| r.3).collect::<Vec<_>>(),
+            ),
             Column::new("value".into(), r.iter().map(|r| r.4).collect::<Vec<_>>()),
-            Column::new("rule_version".into(), r.iter().map(|r| r.5.as_str()).collect::<Vec<_>>()),
+            Column::new(
+                "rule_version".into(),
+                r.iter().map(|r| r.5.as_str()).collect::<Vec<_>>(),
+            ),
         ])
     }
 
     fn agent_frame(&self) -> PolarsResult<DataFrame> {
         let r = &self.agent;
         DataFrame::new_infer_height(vec![
-            Column::new("shop_id".into(), r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>()),
-            Column::new("agent_id".into(), r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>()),
-            Column::new("metric".into(), r.iter().map(|r| r.2.as_str()).collect::<Vec<_>>()),
-            Column::new("numerator".into(), r.iter().map(|r| r.3).collect::<Vec<_>>()),
-            Column::new("denominator".into(), r.iter().map(|r| r.4).collect::<Vec<_>>()),
+            Column::new(
+                "shop_id".into(),
+                r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "agent_id".into(),
+                r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "metric".into(),
+                r.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "numerator".into(),
+                r.iter().map(|r| r.3).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "denominator".into(),
+                r.iter().map(|r| r.4).collect::<Vec<_>>(),
+            ),
             Column::new("value".into(), r.iter().map(|r| r.5).collect::<Vec<_>>()),
-            Column::new("rule_version".into(), r.iter().map(|r| r.6.as_str()).collect::<Vec<_>>()),
+            Column::new(
+                "rule_version".into(),
+                r.iter().map(|r| r.6.as_str()).collect::<Vec<_>>(),
+            ),
         ])
     }
 
@@ -408,18 +465,38 @@ impl Rows {
             Column::new("shop_id".into(), text(|it| &it.shop_id)),
             Column::new("buyer_id".into(), text(|it| &it.buyer_id)),
             Column::new("agent_id".into(), text(|it| &it.agent_id)),
-            Column::new("metric".into(), r.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>()),
+            Column::new(
+                "metric".into(),
+                r.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+            ),
             ts("start", r.iter().map(|(_, it)| Some(it.start)).collect())?,
             ts("reply", r.iter().map(|(_, it)| it.reply).collect())?,
-            Column::new("latency_ms".into(), r.iter().map(|(_, it)| it.latency_ms).collect::<Vec<_>>()),
-            Column::new("counted_ms".into(), r.iter().map(|(_, it)| it.counted_ms).collect::<Vec<_>>()),
-            Column::new("passed".into(), r.iter().map(|(_, it)| it.passed).collect::<Vec<_>>()),
-            Column::new("excluded".into(), r.iter().map(|(_, it)| it.excluded).collect::<Vec<_>>()),
+            Column::new(
+                "latency_ms".into(),
+                r.iter().map(|(_, it)| it.latency_ms).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "counted_ms".into(),
+                r.iter().map(|(_, it)| it.counted_ms).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "passed".into(),
+                r.iter().map(|(_, it)| it.passed).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "excluded".into(),
+                r.iter().map(|(_, it)| it.excluded).collect::<Vec<_>>(),
+            ),
             Column::new(
                 "order_id".into(),
-                r.iter().map(|(_, it)| it.order_id.as_deref()).collect::<Vec<_>>(),
+                r.iter()
+                    .map(|(_, it)| it.order_id.as_deref())
+                    .collect::<Vec<_>>(),
             ),
-            Column::new("counted".into(), r.iter().map(|(_, it)| it.counted).collect::<Vec<_>>()),
+            Column::new(
+                "counted".into(),
+                r.iter().map(|(_, it)| it.counted).collect::<Vec<_>>(),
+            ),
         ])
     }
 }

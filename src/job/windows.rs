@@ -140,8 +140,7 @@ pub(super) fn rolling(cfg: &RunConfig, day: NaiveDate) -> Result<Window<'_>> {
             if !(den > 0 || (dispute && num > 0)) {
                 return None;
             }
-            Some(
-            MetricRow {
+            Some(MetricRow {
                 shop_id: shop,
                 metric: id.to_string(),
                 numerator: num,

@@ -129,7 +129,10 @@ pub struct MetricRow {
 fn value_column(values: impl Iterator<Item = Option<f64>>) -> Column {
     let v: Vec<Option<f64>> = values.collect();
     if v.iter().all(Option::is_some) {
-        Column::new("value".into(), v.into_iter().flatten().collect::<Vec<f64>>())
+        Column::new(
+            "value".into(),
+            v.into_iter().flatten().collect::<Vec<f64>>(),
+        )
     } else {
         Column::new("value".into(), v)
     }

@@ -367,7 +367,9 @@ mod tests {
                 s.refunds.columns.insert("amount".into(), "pay".into());
             },
             |s| {
-                s.refunds.status_values.insert("done".into(), "success".into());
+                s.refunds
+                    .status_values
+                    .insert("done".into(), "success".into());
             },
             |s| {
                 s.complaints.columns.insert("ts".into(), "t".into());

@@ -23,8 +23,8 @@ use std::path::Path;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-pub use crate::scorecard::{AlertWhen, ScoreKind, TableSettings};
 use crate::scorecard::ScoreMetric;
+pub use crate::scorecard::{AlertWhen, ScoreKind, TableSettings};
 
 mod canonical;
 pub mod parse;
@@ -356,30 +356,30 @@ impl Metric {
         } = self;
         (score, scores, resolved_only) == (&other.score, &other.scores, &other.resolved_only)
             && (
-            unit,
-            kind,
-            threshold_ms,
-            any_miss,
-            hours,
-            responders,
-            cross_day,
-            bot_only,
-            cap_ms,
-            unreplied,
-            session_gap_ms,
-        ) == (
-            &other.unit,
-            &other.kind,
-            &other.threshold_ms,
-            &other.any_miss,
-            &other.hours,
-            &other.responders,
-            &other.cross_day,
-            &other.bot_only,
-            &other.cap_ms,
-            &other.unreplied,
-            &other.session_gap_ms,
-        )
+                unit,
+                kind,
+                threshold_ms,
+                any_miss,
+                hours,
+                responders,
+                cross_day,
+                bot_only,
+                cap_ms,
+                unreplied,
+                session_gap_ms,
+            ) == (
+                &other.unit,
+                &other.kind,
+                &other.threshold_ms,
+                &other.any_miss,
+                &other.hours,
+                &other.responders,
+                &other.cross_day,
+                &other.bot_only,
+                &other.cap_ms,
+                &other.unreplied,
+                &other.session_gap_ms,
+            )
     }
 }
 

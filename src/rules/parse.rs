@@ -89,7 +89,9 @@ struct RawRatings {
 pub const TABLE_COLUMNS: &[(&str, &[&str])] = &[
     (
         "orders",
-        &["shop_id", "buyer_id", "order_id", "amount", "paid_ts", "items", "grouped"],
+        &[
+            "shop_id", "buyer_id", "order_id", "amount", "paid_ts", "items", "grouped",
+        ],
     ),
     (
         "refunds",
@@ -278,13 +280,22 @@ fn input_settings(raw: &RawFile, lines: &Lines, source: &str) -> Result<InputSet
         no_column_twice("[input.columns]", &input.columns, source)?;
     }
     let tables = [
-        ("orders", raw.orders.as_ref().and_then(|t| t.columns.as_ref())),
-        ("refunds", raw.refunds.as_ref().and_then(|t| t.columns.as_ref())),
+        (
+            "orders",
+            raw.orders.as_ref().and_then(|t| t.columns.as_ref()),
+        ),
+        (
+            "refunds",
+            raw.refunds.as_ref().and_then(|t| t.columns.as_ref()),
+        ),
         (
             "complaints",
             raw.complaints.as_ref().and_then(|t| t.columns.as_ref()),
         ),
-        ("ratings", raw.ratings.as_ref().and_then(|t| t.columns.as_ref())),
+        (
+            "ratings",
+            raw.ratings.as_ref().and_then(|t| t.columns.as_ref()),
+        ),
     ];
     for (table, cols) in tables {
         let settings = match table {
@@ -427,7 +438,11 @@ mod tests {
             ("[refunds.columns]\namount = \"x\"\n", 2, "refunds table"),
             ("[complaints.columns]\nts = \"\"\n", 2, "empty name"),
             ("[ratings.score_values]\n\"ok\" = 6\n", 2, "not 1-5"),
-            ("[orders.status_values]\n\"a\" = \"b\"\n", 1, "unknown field"),
+            (
+                "[orders.status_values]\n\"a\" = \"b\"\n",
+                1,
+                "unknown field",
+            ),
             ("[orders]\nrows = 1\n", 2, "unknown field `rows`"),
         ]);
     }

@@ -35,7 +35,11 @@ pub(super) fn validate_metric(
         lines,
         source,
     };
-    let score = c.raw.kind.as_ref().and_then(|k| ScoreKind::parse(k.get_ref()));
+    let score = c
+        .raw
+        .kind
+        .as_ref()
+        .and_then(|k| ScoreKind::parse(k.get_ref()));
     if let Some(kind) = score {
         return c.score_metric(id.clone(), kind);
     }
@@ -488,11 +492,21 @@ impl Ctx<'_> {
     fn rating_fields(&self, kind: Option<ScoreKind>) -> Result<(Vec<u8>, bool), RuleError> {
         let rating = kind == Some(ScoreKind::RatingShare);
         let name = kind.map_or_else(
-            || self.raw.kind.as_ref().map_or("", |k| k.get_ref().as_str()).to_string(),
+            || {
+                self.raw
+                    .kind
+                    .as_ref()
+                    .map_or("", |k| k.get_ref().as_str())
+                    .to_string()
+            },
             |k| k.name().to_string(),
         );
         let not_for = |span: Span, key: &str| {
-            self.not_for(span, key, &format!("to a {name} metric (only to rating_share)"))
+            self.not_for(
+                span,
+                key,
+                &format!("to a {name} metric (only to rating_share)"),
+            )
         };
         let scores = match &self.raw.scores {
             Some(s) if !rating => return Err(not_for(s.span(), "scores")),
@@ -502,10 +516,9 @@ impl Ctx<'_> {
                 let mut out = Vec::new();
                 for &v in s.get_ref() {
                     if !(1..=5).contains(&v) {
-                        return Err(self.fail(
-                            s.span(),
-                            format!("`scores`: {v} is not an integer 1-5"),
-                        ));
+                        return Err(
+                            self.fail(s.span(), format!("`scores`: {v} is not an integer 1-5"))
+                        );
                     }
                     if out.contains(&(v as u8)) {
                         return Err(self.fail(s.span(), format!("`scores`: {v} is listed twice")));
@@ -822,23 +835,63 @@ mod tests {
             ("unreplied", "\"fail\""),
             ("session_gap", "600"),
         ] {
-            cases.push((format!("{conv}{key} = {value}\n"), 5, "does not apply to a conversion"));
+            cases.push((
+                format!("{conv}{key} = {value}\n"),
+                5,
+                "does not apply to a conversion",
+            ));
         }
         cases.extend([
-            (conv.replace("hours = \"00:00-24:00\"\n", ""), 1, "`hours` is required"),
-            (SCORE.replace("scores = [4, 5]\n", ""), 1, "`scores` is required"),
+            (
+                conv.replace("hours = \"00:00-24:00\"\n", ""),
+                1,
+                "`hours` is required",
+            ),
+            (
+                SCORE.replace("scores = [4, 5]\n", ""),
+                1,
+                "`scores` is required",
+            ),
             (SCORE.replace("[4, 5]", "[]"), 5, "at least one score"),
             (SCORE.replace("[4, 5]", "[4, 4]"), 5, "listed twice"),
             (SCORE.replace("[4, 5]", "[0, 5]"), 5, "not an integer 1-5"),
             (SCORE.replace("[4, 5]", "[6]"), 5, "not an integer 1-5"),
-            (format!("{conv}scores = [5]\n"), 5, "`scores` does not apply"),
-            (format!("{conv}resolved_only = true\n"), 5, "`resolved_only` does not apply"),
-            (format!("{BASE}scores = [5]\n"), 8, "`scores` does not apply to a rate"),
-            (format!("{BASE}resolved_only = true\n"), 8, "`resolved_only` does not apply"),
-            (format!("{SCORE}alert_when = \"over\"\n"), 6, "not one of below, above"),
-            (format!("{BASE}alert_when = \"over\"\n"), 8, "not one of below, above"),
+            (
+                format!("{conv}scores = [5]\n"),
+                5,
+                "`scores` does not apply",
+            ),
+            (
+                format!("{conv}resolved_only = true\n"),
+                5,
+                "`resolved_only` does not apply",
+            ),
+            (
+                format!("{BASE}scores = [5]\n"),
+                8,
+                "`scores` does not apply to a rate",
+            ),
+            (
+                format!("{BASE}resolved_only = true\n"),
+                8,
+                "`resolved_only` does not apply",
+            ),
+            (
+                format!("{SCORE}alert_when = \"over\"\n"),
+                6,
+                "not one of below, above",
+            ),
+            (
+                format!("{BASE}alert_when = \"over\"\n"),
+                8,
+                "not one of below, above",
+            ),
             (format!("{conv}window_days = 0\n"), 5, "`window_days`"),
-            (BASE.replace("\"rate\"", "\"sales\""), 4, "conversion, order_value"),
+            (
+                BASE.replace("\"rate\"", "\"sales\""),
+                4,
+                "conversion, order_value",
+            ),
             (format!("{SCORE}{SCORE}"), 6, "overlaps"),
         ]);
         let cases: Vec<(&str, usize, &str)> =
