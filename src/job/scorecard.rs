@@ -353,12 +353,16 @@ fn merge_sorted(a: &mut DataFrame, b: DataFrame, keys: &[&str]) -> PolarsResult<
     Ok(())
 }
 
+/// A row of `agent_daily`: shop, agent, metric, numerator, denominator,
+/// value, rule_version.
+type AgentRow = (String, String, String, i64, i64, Option<f64>, String);
+
 /// One bucket's scorecard rows, gathered over its metrics.
 #[derive(Default)]
 struct Rows {
     /// (shop, metric, numerator, denominator, value, rule_version)
     shop: Vec<(String, String, i64, i64, Option<f64>, String)>,
-    agent: Vec<(String, String, String, i64, i64, Option<f64>, String)>,
+    agent: Vec<AgentRow>,
     items: Vec<(String, scorecard::ScoreItem)>,
 }
 

@@ -135,11 +135,11 @@ fn items(out: &Path, platform: &str) -> DataFrame {
     read_parquet(&out.join(format!("items/platform={platform}/dt={D}/part-0.parquet")))
 }
 
-/// The items of `metric`: (buyer, counted, order_id, passed).
-fn items_of(
-    df: &DataFrame,
-    metric: &str,
-) -> Vec<(String, Option<i64>, Option<String>, Option<bool>)> {
+/// An item as the tests look at it: (buyer, counted, order_id, passed).
+type ItemView = (String, Option<i64>, Option<String>, Option<bool>);
+
+/// The items of `metric`.
+fn items_of(df: &DataFrame, metric: &str) -> Vec<ItemView> {
     let c = |n: &str| df.column(n).unwrap().clone();
     let (m, b, counted, order, passed) = (
         c("metric"),
