@@ -147,6 +147,19 @@ pub struct RunArgs {
     /// part-I-of-N files: N runs, on any machines, together write what one would.
     #[arg(long, value_name = "I/N", value_parser = kefu::shard::Shard::parse)]
     pub shard: Option<kefu::shard::Shard>,
+    /// The orders table (file, directory or glob) for the scorecard's sales
+    /// metrics (conversion, order value, items, dispute refunds).
+    #[arg(long, value_name = "PATH")]
+    pub orders: Option<String>,
+    /// The refunds table, for the dispute refund rate and refund time.
+    #[arg(long, value_name = "PATH")]
+    pub refunds: Option<String>,
+    /// The complaints table, for the complaint rate.
+    #[arg(long, value_name = "PATH")]
+    pub complaints: Option<String>,
+    /// The ratings table, for the rating shares (satisfaction).
+    #[arg(long, value_name = "PATH")]
+    pub ratings: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -50,7 +50,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             None => rules_show(&args).map(|()| ExitCode::SUCCESS),
         },
         Command::Sql(args) => {
-            let script = kefu::spark::script(&args.resolve()?)?;
+            let job = args.resolve()?;
+            let script = kefu::spark::script(&job)?;
+            for note in kefu::spark::skipped(&job) {
+                eprintln!("kefu: note: {note}");
+            }
             with_stdout(|out| out.write_all(script.as_bytes()))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -131,6 +131,9 @@ pub fn run_spark(
     let started = Instant::now();
     for job in jobs {
         let script = kefu::spark::script(job)?;
+        for note in kefu::spark::skipped(job) {
+            eprintln!("kefu: {}: note: {note}", job.platform);
+        }
         eprintln!(
             "kefu: {}: submitting {} .. {} to {remote}",
             job.platform, job.from, job.to

@@ -140,6 +140,12 @@ impl RunArgs {
                 write_items: !self.no_items,
                 shard: self.shard.unwrap_or(kefu::shard::Shard::WHOLE),
                 memory_budget: (self.memory_budget > 0).then_some(self.memory_budget),
+                tables: kefu::job::TablePaths {
+                    orders: self.orders.clone(),
+                    refunds: self.refunds.clone(),
+                    complaints: self.complaints.clone(),
+                    ratings: self.ratings.clone(),
+                },
             });
         }
         Ok(out)

@@ -7,6 +7,7 @@ use super::commit::{build_error, commit_table, Data};
 use super::{metrics_for, RunConfig};
 use crate::error::Result;
 use crate::output::{self, AlertFacts, AlertRow, Facts, MetricRow};
+use crate::scorecard::{alert_fires, AlertWhen};
 
 /// Commits `alerts` for `day` and returns its row count: a row per shop and
 /// metric whose value is under the metric's `target` with at least
@@ -33,24 +34,35 @@ pub(super) fn alerts(
         } else {
             daily
                 .iter()
-                .filter(|r| r.metric == m.id && r.denominator > 0)
+                .filter(|r| r.metric == m.id)
                 .map(|r| MetricRow {
                     shop_id: r.shop_id.clone(),
                     metric: r.metric.clone(),
                     numerator: r.numerator,
                     denominator: r.denominator,
-                    value: output::value(m.kind, r.numerator, r.denominator),
+                    value: m.value(r.numerator, r.denominator),
                     rule_version: m.rule_version(),
                     window_days: 1,
                 })
                 .collect()
         };
         for r in candidates {
-            if r.denominator >= m.min_denominator && r.value < target {
+            // A null value (a dispute row without orders) raises none.
+            if alert_fires(
+                m.alert_when,
+                r.value,
+                r.denominator,
+                m.min_denominator,
+                target,
+            ) {
+                let side = match m.alert_when {
+                    AlertWhen::Below => "below",
+                    AlertWhen::Above => "above",
+                };
                 let message = m
                     .alert
                     .clone()
-                    .unwrap_or_else(|| format!("{} below target {target}", m.id));
+                    .unwrap_or_else(|| format!("{} {side} target {target}", m.id));
                 rows.push(AlertRow {
                     row: r,
                     target,

@@ -13,7 +13,8 @@ use chrono::NaiveDate;
 use polars::prelude::DataFrame;
 
 use super::commit::{self, build_error};
-use super::{line, metrics_for, phase, windows, DaySummary, Phase, Progress, RunConfig};
+use super::scorecard::{self as score, BucketConsults, DayScore, ScoreTables};
+use super::{line, phase, windows, DaySummary, Phase, Progress, RunConfig};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::input::{self, DayRange};
@@ -33,6 +34,7 @@ pub(super) fn daily(
     day: NaiveDate,
     window_day: bool,
     carried: &mut Carried,
+    tables: &ScoreTables,
     progress: Progress,
 ) -> Result<Vec<DaySummary>> {
     // Group the platforms by input settings, keeping the order of `cfgs`.
@@ -48,7 +50,7 @@ pub(super) fn daily(
     for (key, group) in groups {
         let members: Vec<&RunConfig> = group.iter().map(|&i| cfgs[i]).collect();
         for (i, s) in group.iter().zip(daily_group(
-            &members, &key, day, window_day, carried, progress,
+            &members, &key, day, window_day, carried, tables, progress,
         )?) {
             out[*i] = Some(s);
         }
@@ -68,11 +70,24 @@ struct DayTables<'a> {
     items: Option<output::StagedPartition>,
     item_rows: usize,
     totals: Vec<(u64, u64)>,
+    /// The scorecard metrics in force that can be computed (SPEC §8).
+    score: Option<DayScore<'a>>,
+    /// The notes of the scorecard metrics in force that are skipped.
+    skipped: Vec<(String, String)>,
+    /// `items` has the scorecard columns (the run was given a table).
+    score_columns: bool,
 }
 
 /// Every platform's tables of one bucket: shop_daily, agent_daily, items
-/// (when written) and the (counted, excluded) totals per metric.
-type Parts = (DataFrame, DataFrame, Option<DataFrame>, Vec<(u64, u64)>);
+/// (when written), the (counted, excluded) totals per metric and, with
+/// scorecard metrics, the bucket's consult buyer-days.
+type Parts = (
+    DataFrame,
+    DataFrame,
+    Option<DataFrame>,
+    Vec<(u64, u64)>,
+    Option<BucketConsults>,
+);
 
 /// Counts of window days that the read of a later day made (see
 /// [`input::ScanOptions::count_days_before`]), for their back-fill.
@@ -153,6 +168,7 @@ fn daily_group(
     day: NaiveDate,
     window_day: bool,
     carried: &mut Carried,
+    score_tables: &ScoreTables,
     progress: Progress,
 ) -> Result<Vec<DaySummary>> {
     let started = Instant::now();
@@ -214,7 +230,7 @@ fn daily_group(
         for ex in &loaded.stats.bad_examples {
             line(progress, &format!("  warning: bad row skipped: {ex}"));
         }
-        let mut tables = begin_tables(cfgs, day)?;
+        let mut tables = begin_tables(cfgs, day, score_tables)?;
         phase(progress, day, Phase::Computing, cfgs);
         let t_work = Instant::now();
         let empty_day = compute_tables(&mut loaded, &mut tables, day)?;
@@ -292,10 +308,27 @@ fn read_day(
 }
 
 /// Each platform's empty tables of `day`, the `items` file staged.
-fn begin_tables<'a>(cfgs: &[&'a RunConfig], day: NaiveDate) -> Result<Vec<DayTables<'a>>> {
+fn begin_tables<'a>(
+    cfgs: &[&'a RunConfig],
+    day: NaiveDate,
+    score_tables: &ScoreTables,
+) -> Result<Vec<DayTables<'a>>> {
     cfgs.iter()
         .map(|&c| {
-            let metrics = metrics_for(c, day);
+            let as_of = c.rules_as_of.unwrap_or(day);
+            let metrics = c.rules.in_force(as_of);
+            let tables = score_tables.of(&c.platform);
+            let (mut scores, mut skipped) = (Vec::new(), Vec::new());
+            for m in c.rules.scores_in_force(as_of) {
+                match score::skip_reason(m, tables.as_deref()) {
+                    Some(note) => skipped.push((m.id.clone(), note)),
+                    None => scores.push(m),
+                }
+            }
+            let score = match (scores.is_empty(), tables) {
+                (false, Some(t)) => Some(DayScore::new(scores, t, day)),
+                _ => None,
+            };
             let items = if c.write_items {
                 Some(output::StagedPartition::begin(
                     &c.output,
@@ -315,6 +348,9 @@ fn begin_tables<'a>(cfgs: &[&'a RunConfig], day: NaiveDate) -> Result<Vec<DayTab
                 agent: Vec::new(),
                 items,
                 item_rows: 0,
+                score,
+                skipped,
+                score_columns: c.tables.any(),
             })
         })
         .collect()
@@ -335,6 +371,18 @@ fn compute_tables(
         .iter()
         .map(|t| (t.metrics.clone(), t.items.is_some()))
         .collect();
+    // The consult buyer-days of each platform's scorecard (§8.2): the items
+    // of synthetic buyer metrics, computed in the same pass, never written.
+    let consult: Vec<Vec<Metric>> = tables
+        .iter()
+        .map(|t| {
+            t.score
+                .as_ref()
+                .map(|s| s.consult.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let consult_refs: Vec<Vec<&Metric>> = consult.iter().map(|c| c.iter().collect()).collect();
     // One pass over the bucket's threads for every platform.
     let sets: Vec<engine::MetricSet> = specs
         .iter()
@@ -342,16 +390,37 @@ fn compute_tables(
             metrics,
             keep_items: *keep_items,
         })
+        .chain(
+            consult_refs
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|metrics| engine::MetricSet {
+                    metrics,
+                    keep_items: true,
+                }),
+        )
         .collect();
+    let with_score: Vec<bool> = tables.iter().map(|t| t.score.is_some()).collect();
     let compute = |msgs: &Messages| -> Result<Vec<Parts>> {
         let ranks = specs
             .iter()
             .any(|(_, items)| *items)
             .then(|| output::NameRanks::of(msgs));
+        let mut results = engine::compute_days(msgs, &sets, day);
+        let mut consults = results.split_off(specs.len()).into_iter();
+        let consults: Vec<Option<BucketConsults>> = consult_refs
+            .iter()
+            .zip(&with_score)
+            .map(|(c, &with)| {
+                let r = if c.is_empty() { None } else { consults.next() };
+                with.then(|| score::bucket_consults(msgs, r.as_ref()))
+            })
+            .collect();
         specs
             .iter()
-            .zip(engine::compute_days(msgs, &sets, day))
-            .map(|((metrics, keep_items), result)| {
+            .zip(results)
+            .zip(consults)
+            .map(|(((metrics, keep_items), result), consults)| {
                 let shop = output::shop_daily(msgs, metrics, &result)
                     .map_err(|e| build_error("shop_daily", day, e))?;
                 let agent = output::agent_daily(msgs, metrics, &result)
@@ -368,16 +437,26 @@ fn compute_tables(
                     .iter()
                     .map(|m| (m.counted, m.excluded))
                     .collect();
-                Ok((shop, agent, items, totals))
+                Ok((shop, agent, items, totals, consults))
             })
             .collect()
     };
     // Adds one bucket's tables, in bucket order, so that they stay sorted.
     let add = |tables: &mut [DayTables], parts: Vec<Parts>| -> Result<()> {
-        for (t, (shop, agent, items, totals)) in tables.iter_mut().zip(parts) {
+        for (t, (mut shop, mut agent, mut items, totals, consults)) in tables.iter_mut().zip(parts)
+        {
             for (acc, m) in t.totals.iter_mut().zip(totals) {
                 acc.0 += m.0;
                 acc.1 += m.1;
+            }
+            if t.score_columns {
+                if let Some(df) = &mut items {
+                    score::with_score_columns(df).map_err(|e| build_error("items", day, e))?;
+                }
+            }
+            if let (Some(s), Some(b)) = (&mut t.score, consults) {
+                s.merge(b, &mut shop, &mut agent, items.as_mut())
+                    .map_err(|e| build_error("shop_daily", day, e))?;
             }
             t.shop.push(shop);
             t.agent.push(agent);
@@ -390,6 +469,10 @@ fn compute_tables(
     };
     // A day without rows has no item, whatever the next day holds.
     let empty_day = loaded.read_rows_on(day) == 0;
+    let buckets = if empty_day { 1 } else { loaded.buckets() };
+    for s in tables.iter_mut().filter_map(|t| t.score.as_mut()) {
+        s.set_buckets(buckets);
+    }
     if empty_day {
         add(tables, compute(&Messages::default())?)?;
     } else {
@@ -518,11 +601,19 @@ fn commit_platform(
 ) -> Result<DaySummary> {
     let (c, day) = (t.cfg, read.day);
     let stats = &rows.stats;
+    // The versions computed: the message metrics, then the scorecard's.
+    let scores: Vec<&Metric> = t
+        .score
+        .as_ref()
+        .map(|s| s.metrics.clone())
+        .unwrap_or_default();
+    let computed: Vec<&Metric> = t.metrics.iter().chain(&scores).copied().collect();
     let facts = DailyFacts {
         rules_source: c.rules.source.clone(),
-        rules_hash: output::rules_hash(&c.rules, &t.metrics),
+        rules_hash: output::rules_hash(&c.rules, &computed),
         rules_as_of: c.rules_as_of.map(|d| d.to_string()),
-        rule_versions: t.metrics.iter().map(|m| m.rule_version()).collect(),
+        rule_versions: computed.iter().map(|m| m.rule_version()).collect(),
+        skipped_metrics: t.skipped.iter().map(|s| s.0.clone()).collect(),
         input_files: stats
             .file_rows
             .iter()
@@ -566,7 +657,14 @@ fn commit_platform(
             .iter()
             .zip(&t.totals)
             .map(|(m, t)| (m.id.clone(), t.0, t.1))
+            .chain(t.score.iter().flat_map(|s| {
+                s.metrics
+                    .iter()
+                    .zip(&s.totals)
+                    .map(|(m, n)| (m.id.clone(), *n, 0))
+            }))
             .collect(),
+        skipped: t.skipped.iter().map(|s| s.1.clone()).collect(),
         shop_rows: shop.height(),
         rolling_rows: 0,
         alert_rows: 0,

@@ -16,6 +16,7 @@
 mod alerts;
 mod commit;
 mod day;
+mod scorecard;
 mod windows;
 
 use std::path::PathBuf;
@@ -53,6 +54,29 @@ pub struct RunConfig {
     /// About how many bytes a day may hold in memory; `None` holds each day
     /// whole (see [`input::MemoryPlan`]).
     pub memory_budget: Option<u64>,
+    /// The scorecard tables given to the run (SPEC §8.1).
+    pub tables: TablePaths,
+}
+
+/// The paths of the scorecard tables (`--orders`, …; each a file, a
+/// directory or a glob), `None` when not given: the metrics that read a
+/// table not given are skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TablePaths {
+    pub orders: Option<String>,
+    pub refunds: Option<String>,
+    pub complaints: Option<String>,
+    pub ratings: Option<String>,
+}
+
+impl TablePaths {
+    /// Whether any table is given (then `items` has the scorecard columns).
+    pub fn any(&self) -> bool {
+        self.orders.is_some()
+            || self.refunds.is_some()
+            || self.complaints.is_some()
+            || self.ratings.is_some()
+    }
 }
 
 /// What one day did, for the summary.
@@ -76,6 +100,9 @@ pub struct DaySummary {
     pub messages_on_day: u64,
     /// (metric id, counted items, excluded items).
     pub items: Vec<(String, u64, u64)>,
+    /// Notes on the scorecard metrics in force that were skipped, e.g.
+    /// "skipped pdd.inquiry_conversion_rate: needs --orders".
+    pub skipped: Vec<String>,
     pub shop_rows: usize,
     pub rolling_rows: usize,
     pub alert_rows: usize,
@@ -167,11 +194,11 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
         return Err(Error::Usage("no platform to run".into()));
     };
     for c in cfgs {
-        if (&c.input, &c.output, c.from, c.to, c.shard)
-            != (&c0.input, &c0.output, c0.from, c0.to, c0.shard)
+        if (&c.input, &c.output, c.from, c.to, c.shard, &c.tables)
+            != (&c0.input, &c0.output, c0.from, c0.to, c0.shard, &c0.tables)
         {
             return Err(Error::Usage(
-                "platforms of one run must share input, output, days and shard".into(),
+                "platforms of one run must share input, output, days, shard and tables".into(),
             ));
         }
     }
@@ -214,6 +241,8 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
     }
     let all_days: std::collections::BTreeSet<NaiveDate> =
         days_of.iter().flatten().copied().collect();
+    let first_day = all_days.first().copied().unwrap_or(cfg.from);
+    let tables = scorecard::ScoreTables::load(cfgs, (first_day, cfg.to), progress)?;
     // Progress counts platform-days: each ends with one `DayDone`.
     let total: usize = days_of.iter().map(Vec::len).sum();
     let mut empty_window_days = windows::EmptyWindowDays::default();
@@ -233,10 +262,17 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
             day,
             platforms: who.len(),
         });
-        let summaries = daily(&who, day, false, &mut carried, progress)?;
+        let summaries = daily(&who, day, false, &mut carried, &tables, progress)?;
         // Every window day committed first: the windows only read them.
         let backfill = Instant::now();
-        windows::backfill_windows(&who, day, &mut carried, &mut empty_window_days, progress)?;
+        windows::backfill_windows(
+            &who,
+            day,
+            &mut carried,
+            &tables,
+            &mut empty_window_days,
+            progress,
+        )?;
         let backfill = backfill.elapsed().as_secs_f64();
         for (c, mut summary) in who.iter().zip(summaries) {
             let own = Instant::now();
@@ -266,6 +302,9 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
                     progress,
                     &format!("    {id}: {counted} items counted, {excluded} excluded"),
                 );
+            }
+            for note in &summary.skipped {
+                line(progress, &format!("    {note}"));
             }
             progress(Event::DayDone(&summary));
             out.push(summary);
@@ -336,7 +375,20 @@ fn tag(cfgs: &[RunConfig], c: &RunConfig) -> String {
     }
 }
 
-/// The rule versions that compute `day`.
+/// The rule versions that compute `day`: the message metrics, then the
+/// scorecard metrics whose tables the run was given (the others are
+/// skipped: no rows, no windows, no alerts).
 fn metrics_for(cfg: &RunConfig, day: NaiveDate) -> Vec<&Metric> {
-    cfg.rules.in_force(cfg.rules_as_of.unwrap_or(day))
+    let as_of = cfg.rules_as_of.unwrap_or(day);
+    let mut out = cfg.rules.in_force(as_of);
+    if cfg.tables.any() {
+        let given = scorecard::given(&cfg.tables);
+        out.extend(
+            cfg.rules
+                .scores_in_force(as_of)
+                .into_iter()
+                .filter(|m| scorecard::skip_reason(m, Some(&given)).is_none()),
+        );
+    }
+    out
 }

@@ -13,10 +13,11 @@ use chrono::NaiveDate;
 
 use super::commit::{build_error, commit_table, is_provisional, Data};
 use super::day::{daily, Carried};
+use super::scorecard::ScoreTables;
 use super::{line, metrics_for, Progress, RunConfig};
 use crate::error::Result;
 use crate::output::{self, Facts, MetricRow, RollingFacts, WindowFact};
-use crate::rules::Metric;
+use crate::rules::{Metric, ScoreKind};
 
 /// The widest `window_days` of `cfg`'s metrics in force on `day` (1 when
 /// none has a window).
@@ -74,6 +75,7 @@ pub(super) fn backfill_windows(
     cfgs: &[&RunConfig],
     day: NaiveDate,
     carried: &mut Carried,
+    tables: &ScoreTables,
     empty: &mut EmptyWindowDays,
     progress: Progress,
 ) -> Result<()> {
@@ -107,7 +109,7 @@ pub(super) fn backfill_windows(
         );
     }
     for (d, who) in need.into_iter().rev() {
-        let summaries = daily(&who, d, true, carried, progress)?;
+        let summaries = daily(&who, d, true, carried, tables, progress)?;
         if summaries.iter().all(|s| s.messages_on_day == 0) {
             empty.0.insert(d);
         }
@@ -158,21 +160,25 @@ pub(super) fn rolling(cfg: &RunConfig, day: NaiveDate) -> Result<Window<'_>> {
     }
     let rows: Vec<MetricRow> = sums
         .into_iter()
-        .filter(|(_, (_, den))| *den > 0)
-        .map(|((id, shop), (num, den))| {
+        .filter_map(|((id, shop), (num, den))| {
             let m = metrics
                 .iter()
                 .find(|m| m.id == id)
                 .expect("summed only for these metrics");
-            MetricRow {
+            // §8.2: dispute rows exist where either side is > 0.
+            let dispute = m.score == Some(ScoreKind::DisputeRefundRate);
+            if !(den > 0 || (dispute && num > 0)) {
+                return None;
+            }
+            Some(MetricRow {
                 shop_id: shop,
                 metric: id.to_string(),
                 numerator: num,
                 denominator: den,
-                value: output::value(m.kind, num, den),
+                value: m.value(num, den),
                 rule_version: m.rule_version(),
                 window_days: m.window_days,
-            }
+            })
         })
         .collect();
     Ok(Window {

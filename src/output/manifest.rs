@@ -69,6 +69,10 @@ pub struct DailyFacts {
     /// The next day had no messages: the run that computes it recomputes
     /// this day first.
     pub provisional: bool,
+    /// Scorecard metrics in force that were skipped, their tables not
+    /// given (SPEC §8.2); absent when none was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_metrics: Vec<String>,
 }
 
 /// The manifest of a daily table's partition the run removed instead of

@@ -118,9 +118,24 @@ pub struct MetricRow {
     pub metric: String,
     pub numerator: i64,
     pub denominator: i64,
-    pub value: f64,
+    /// Null only for a scorecard row without a denominator (SPEC §8.2).
+    pub value: Option<f64>,
     pub rule_version: String,
     pub window_days: u32,
+}
+
+/// A `value` column: plain when no value is null (as the message metrics'
+/// always were), nullable otherwise.
+fn value_column(values: impl Iterator<Item = Option<f64>>) -> Column {
+    let v: Vec<Option<f64>> = values.collect();
+    if v.iter().all(Option::is_some) {
+        Column::new(
+            "value".into(),
+            v.into_iter().flatten().collect::<Vec<f64>>(),
+        )
+    } else {
+        Column::new("value".into(), v)
+    }
 }
 
 /// `shop_rolling` from its rows (sorted here by shop_id, metric).
@@ -143,10 +158,7 @@ pub fn shop_rolling(rows: &mut [MetricRow]) -> PolarsResult<DataFrame> {
             "denominator".into(),
             rows.iter().map(|r| r.denominator).collect::<Vec<_>>(),
         ),
-        Column::new(
-            "value".into(),
-            rows.iter().map(|r| r.value).collect::<Vec<_>>(),
-        ),
+        value_column(rows.iter().map(|r| r.value)),
         Column::new(
             "rule_version".into(),
             rows.iter()
@@ -200,10 +212,7 @@ pub fn alerts(rows: &mut [AlertRow]) -> PolarsResult<DataFrame> {
             "denominator".into(),
             rows.iter().map(|r| r.row.denominator).collect::<Vec<_>>(),
         ),
-        Column::new(
-            "value".into(),
-            rows.iter().map(|r| r.row.value).collect::<Vec<_>>(),
-        ),
+        value_column(rows.iter().map(|r| r.row.value)),
         Column::new(
             "target".into(),
             rows.iter().map(|r| r.target).collect::<Vec<_>>(),

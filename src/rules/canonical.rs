@@ -30,20 +30,24 @@
 //!   a value can hold neither a line break nor an unescaped separator, and no
 //!   value can forge another line or entry.
 //!
-//! `Metric` (18 lines):
+//! `Metric` (22 lines):
 //! `id unit kind threshold_ms any_miss hours responders cross_day bot_only
 //! cap_ms unreplied window_days session_gap_ms min_denominator target alert
-//! effective_from effective_to`.
+//! effective_from effective_to alert_when score scores resolved_only`
+//! (`alert_when` `below` or `above`; `score` the scorecard kind's name or
+//! nothing; `scores` comma-joined in the order written).
 //!
-//! `InputSettings` (5 lines): `timezone max_bad_row_share columns
-//! sender_values ts_epoch_unit` (`s`, `ms`, `us` or `ns`).
+//! `InputSettings` (11 lines): `timezone max_bad_row_share columns
+//! sender_values ts_epoch_unit` (`s`, `ms`, `us` or `ns`), then
+//! `orders_columns refunds_columns refunds_status_values
+//! complaints_columns ratings_columns ratings_score_values` (maps).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::NaiveDate;
 
-use super::{EpochUnit, InputSettings, Metric, Unreplied};
+use super::{AlertWhen, EpochUnit, InputSettings, Metric, Unreplied};
 
 impl Metric {
     /// The canonical text of this version (format in the module docs of
@@ -69,6 +73,10 @@ impl Metric {
             alert,
             effective_from,
             effective_to,
+            alert_when,
+            score,
+            scores,
+            resolved_only,
         } = self;
         let mut classes = Vec::new();
         if responders.manual() {
@@ -109,6 +117,15 @@ impl Metric {
         );
         line(&mut out, "effective_from", &date(effective_from));
         line(&mut out, "effective_to", &date(effective_to));
+        let when = match alert_when {
+            AlertWhen::Below => "below",
+            AlertWhen::Above => "above",
+        };
+        line(&mut out, "alert_when", when);
+        line(&mut out, "score", score.map_or("", |k| k.name()));
+        let scores: Vec<String> = scores.iter().map(u8::to_string).collect();
+        line(&mut out, "scores", &scores.join(","));
+        line(&mut out, "resolved_only", &resolved_only.to_string());
         out
     }
 }
@@ -123,6 +140,10 @@ impl InputSettings {
             columns,
             sender_values,
             ts_epoch_unit,
+            orders,
+            refunds,
+            complaints,
+            ratings,
         } = self;
         let unit = ts_epoch_unit.map(|u| match u {
             EpochUnit::Seconds => "s",
@@ -140,6 +161,21 @@ impl InputSettings {
         line(&mut out, "columns", &map(columns));
         line(&mut out, "sender_values", &map(sender_values));
         line(&mut out, "ts_epoch_unit", unit.unwrap_or(""));
+        line(&mut out, "orders_columns", &map(&orders.columns));
+        line(&mut out, "refunds_columns", &map(&refunds.columns));
+        line(
+            &mut out,
+            "refunds_status_values",
+            &map(&refunds.status_values),
+        );
+        line(&mut out, "complaints_columns", &map(&complaints.columns));
+        line(&mut out, "ratings_columns", &map(&ratings.columns));
+        let score_values: BTreeMap<String, String> = ratings
+            .score_values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        line(&mut out, "ratings_score_values", &map(&score_values));
         out
     }
 }
@@ -189,7 +225,7 @@ fn escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{EpochUnit, Kind, Policy, Responders, RuleSet, Unit};
+    use super::super::{EpochUnit, Kind, Policy, Responders, RuleSet, ScoreKind, Unit};
     use super::*;
 
     fn day(s: &str) -> NaiveDate {
@@ -228,7 +264,11 @@ mod tests {
              target=0.5\n\
              alert=below 50%: warning on the merchant back-end\n\
              effective_from=2023-04-27\n\
-             effective_to=\n"
+             effective_to=\n\
+             alert_when=below\n\
+             score=\n\
+             scores=\n\
+             resolved_only=false\n"
         );
         assert_eq!(
             RuleSet::preset("pdd").unwrap().input.canonical(),
@@ -236,7 +276,13 @@ mod tests {
              max_bad_row_share=0.001\n\
              columns=\n\
              sender_values=\n\
-             ts_epoch_unit=\n"
+             ts_epoch_unit=\n\
+             orders_columns=\n\
+             refunds_columns=\n\
+             refunds_status_values=\n\
+             complaints_columns=\n\
+             ratings_columns=\n\
+             ratings_score_values=\n"
         );
     }
 
@@ -279,6 +325,11 @@ mod tests {
             |m| m.effective_from = None,
             |m| m.effective_from = Some(day("2023-04-28")),
             |m| m.effective_to = Some(day("2030-01-01")),
+            |m| m.alert_when = AlertWhen::Above,
+            |m| m.score = Some(ScoreKind::RatingShare),
+            |m| m.scores = vec![4, 5],
+            |m| m.scores = vec![5, 4],
+            |m| m.resolved_only = true,
         ];
         let base = pdd_3m();
         let mut seen = vec![base.canonical()];
@@ -287,7 +338,7 @@ mod tests {
             edit(&mut m);
             let text = m.canonical();
             assert!(!seen.contains(&text), "edit {i} gives a text seen before");
-            assert_eq!(text.lines().count(), 18, "edit {i}");
+            assert_eq!(text.lines().count(), 22, "edit {i}");
             seen.push(text);
         }
         // Both responder classes, in the fixed order.
@@ -309,6 +360,26 @@ mod tests {
             },
             |s| s.ts_epoch_unit = Some(EpochUnit::Seconds),
             |s| s.ts_epoch_unit = Some(EpochUnit::Millis),
+            |s| {
+                s.orders.columns.insert("amount".into(), "pay".into());
+            },
+            |s| {
+                s.refunds.columns.insert("amount".into(), "pay".into());
+            },
+            |s| {
+                s.refunds
+                    .status_values
+                    .insert("done".into(), "success".into());
+            },
+            |s| {
+                s.complaints.columns.insert("ts".into(), "t".into());
+            },
+            |s| {
+                s.ratings.columns.insert("ts".into(), "t".into());
+            },
+            |s| {
+                s.ratings.score_values.insert("ok".into(), 5);
+            },
         ];
         let base = InputSettings::default();
         let mut seen = vec![base.canonical()];
@@ -317,7 +388,7 @@ mod tests {
             edit(&mut s);
             let text = s.canonical();
             assert!(!seen.contains(&text), "edit {i} gives a text seen before");
-            assert_eq!(text.lines().count(), 5, "edit {i}");
+            assert_eq!(text.lines().count(), 11, "edit {i}");
             seen.push(text);
         }
         let mut s = base.clone();
@@ -331,7 +402,7 @@ mod tests {
         let mut m = pdd_3m();
         m.alert = Some("a\nid=forged,=\\\r".into());
         let text = m.canonical();
-        assert_eq!(text.lines().count(), 18);
+        assert_eq!(text.lines().count(), 22);
         assert!(text.contains("\nalert=a\\nid\\=forged\\,\\=\\\\\\r\n"));
         // Moving a separator between key and value changes the text.
         let mut a = InputSettings::default();

@@ -23,6 +23,9 @@ use std::path::Path;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
+use crate::scorecard::ScoreMetric;
+pub use crate::scorecard::{AlertWhen, ScoreKind, TableSettings};
+
 mod canonical;
 pub mod parse;
 mod render;
@@ -85,7 +88,9 @@ impl Unit {
     }
 }
 
-/// What a metric reports (SPEC §3).
+/// What a message metric reports (SPEC §3). The scorecard kinds (§8.2) are
+/// [`Metric::score`]: they are kept beside these two, not among them, so
+/// that every `match` on a message metric's kind stays exhaustive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Rate,
@@ -211,6 +216,12 @@ impl fmt::Display for Hours {
 }
 
 /// One version of one metric, validated. Durations are in milliseconds.
+///
+/// A scorecard metric (SPEC §8.2) has `score` set; it reads the tables of
+/// §8.1, not the messages, and its message fields (`unit` to
+/// `session_gap_ms`) hold the placeholders [`Metric::SCORE_PLACEHOLDER`]
+/// gives them (a rule file may not set them). [`RuleSet::in_force`] never
+/// returns one, so the message engine never sees one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Metric {
     pub id: String,
@@ -232,9 +243,75 @@ pub struct Metric {
     pub alert: Option<String>,
     pub effective_from: Option<NaiveDate>,
     pub effective_to: Option<NaiveDate>,
+    /// `alert_when`: which side of `target` raises an alert (every kind).
+    pub alert_when: AlertWhen,
+    /// The scorecard kind, `None` for a message metric.
+    pub score: Option<ScoreKind>,
+    /// `rating_share`: the scores that pass (distinct, 1-5, as written).
+    pub scores: Vec<u8>,
+    /// `rating_share`: only resolved ratings pass.
+    pub resolved_only: bool,
 }
 
 impl Metric {
+    /// The message fields of a scorecard metric (unit to session_gap_ms).
+    #[allow(clippy::type_complexity)]
+    pub const SCORE_PLACEHOLDER: (
+        Unit,
+        Kind,
+        Option<i64>,
+        bool,
+        Responders,
+        Policy,
+        Policy,
+        Option<i64>,
+        Unreplied,
+        Option<i64>,
+    ) = (
+        Unit::Buyer,
+        Kind::Rate,
+        None,
+        false,
+        Responders::MANUAL,
+        Policy::Keep,
+        Policy::Keep,
+        None,
+        Unreplied::Fail,
+        None,
+    );
+
+    /// The `kind` a rule file writes: a message kind or a scorecard kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self.score {
+            Some(k) => k.name(),
+            None => self.kind.name(),
+        }
+    }
+
+    /// The value of a row of this metric: §3 for message metrics, §8.2's
+    /// for scorecard kinds; `None` when the denominator is 0.
+    pub fn value(&self, numerator: i64, denominator: i64) -> Option<f64> {
+        match self.score {
+            Some(k) => crate::scorecard::value(k, numerator, denominator),
+            None if denominator == 0 => None,
+            None => Some(match self.kind {
+                Kind::Rate => numerator as f64 / denominator as f64,
+                Kind::MeanLatency => numerator as f64 / denominator as f64 / 1000.0,
+            }),
+        }
+    }
+
+    /// What the scorecard computes this metric from (`None`: a message
+    /// metric).
+    pub fn score_metric(&self) -> Option<ScoreMetric> {
+        Some(ScoreMetric {
+            kind: self.score?,
+            hours: self.hours,
+            scores: self.scores.clone(),
+            resolved_only: self.resolved_only,
+        })
+    }
+
     /// `<id>@<effective_from>`, or `<id>@` for a version without a start date.
     pub fn rule_version(&self) -> String {
         match self.effective_from {
@@ -272,32 +349,37 @@ impl Metric {
             alert: _,
             effective_from: _,
             effective_to: _,
+            alert_when: _,
+            score,
+            scores,
+            resolved_only,
         } = self;
-        (
-            unit,
-            kind,
-            threshold_ms,
-            any_miss,
-            hours,
-            responders,
-            cross_day,
-            bot_only,
-            cap_ms,
-            unreplied,
-            session_gap_ms,
-        ) == (
-            &other.unit,
-            &other.kind,
-            &other.threshold_ms,
-            &other.any_miss,
-            &other.hours,
-            &other.responders,
-            &other.cross_day,
-            &other.bot_only,
-            &other.cap_ms,
-            &other.unreplied,
-            &other.session_gap_ms,
-        )
+        (score, scores, resolved_only) == (&other.score, &other.scores, &other.resolved_only)
+            && (
+                unit,
+                kind,
+                threshold_ms,
+                any_miss,
+                hours,
+                responders,
+                cross_day,
+                bot_only,
+                cap_ms,
+                unreplied,
+                session_gap_ms,
+            ) == (
+                &other.unit,
+                &other.kind,
+                &other.threshold_ms,
+                &other.any_miss,
+                &other.hours,
+                &other.responders,
+                &other.cross_day,
+                &other.bot_only,
+                &other.cap_ms,
+                &other.unreplied,
+                &other.session_gap_ms,
+            )
     }
 }
 
@@ -312,6 +394,11 @@ pub struct InputSettings {
     pub sender_values: BTreeMap<String, String>,
     /// Accept an integer `ts` column as epoch time in this unit (UTC).
     pub ts_epoch_unit: Option<EpochUnit>,
+    /// The scorecard tables' settings (SPEC §8.1): `[orders.columns]`, …
+    pub orders: TableSettings,
+    pub refunds: TableSettings,
+    pub complaints: TableSettings,
+    pub ratings: TableSettings,
 }
 
 /// The unit of an integer epoch `ts` column (`[input] ts_epoch_unit`).
@@ -331,6 +418,10 @@ impl Default for InputSettings {
             columns: BTreeMap::new(),
             sender_values: BTreeMap::new(),
             ts_epoch_unit: None,
+            orders: TableSettings::default(),
+            refunds: TableSettings::default(),
+            complaints: TableSettings::default(),
+            ratings: TableSettings::default(),
         }
     }
 }
@@ -352,9 +443,22 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The metric versions in force on `day`, in file order.
+    /// The message metric versions in force on `day`, in file order (what
+    /// the message engine computes; scorecard metrics are
+    /// [`RuleSet::scores_in_force`]).
     pub fn in_force(&self, day: NaiveDate) -> Vec<&Metric> {
-        self.metrics.iter().filter(|m| m.in_force(day)).collect()
+        self.metrics
+            .iter()
+            .filter(|m| m.score.is_none() && m.in_force(day))
+            .collect()
+    }
+
+    /// The scorecard metric versions in force on `day`, in file order.
+    pub fn scores_in_force(&self, day: NaiveDate) -> Vec<&Metric> {
+        self.metrics
+            .iter()
+            .filter(|m| m.score.is_some() && m.in_force(day))
+            .collect()
     }
 
     /// The preset rule set of a platform.

@@ -48,6 +48,10 @@ pub(super) struct RawFile {
     timezone: Option<Spanned<String>>,
     max_bad_row_share: Option<Spanned<f64>>,
     input: Option<RawInput>,
+    orders: Option<RawColumnsOnly>,
+    refunds: Option<RawRefunds>,
+    complaints: Option<RawColumnsOnly>,
+    ratings: Option<RawRatings>,
     pub(super) metric: Option<Vec<Spanned<RawMetric>>>,
 }
 
@@ -58,6 +62,56 @@ struct RawInput {
     columns: Option<BTreeMap<String, Spanned<String>>>,
     sender_values: Option<BTreeMap<String, Spanned<String>>>,
 }
+
+/// `[orders]` and `[complaints]`: only `columns`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumnsOnly {
+    columns: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRefunds {
+    columns: Option<BTreeMap<String, Spanned<String>>>,
+    status_values: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRatings {
+    columns: Option<BTreeMap<String, Spanned<String>>>,
+    score_values: Option<BTreeMap<String, Spanned<i64>>>,
+}
+
+/// The canonical columns of each scorecard table (SPEC §8.1), required
+/// then optional: what `[<table>.columns]` may name.
+pub const TABLE_COLUMNS: &[(&str, &[&str])] = &[
+    (
+        "orders",
+        &[
+            "shop_id", "buyer_id", "order_id", "amount", "paid_ts", "items", "grouped",
+        ],
+    ),
+    (
+        "refunds",
+        &[
+            "shop_id",
+            "order_id",
+            "requested_ts",
+            "status",
+            "finished_ts",
+            "refund_id",
+            "platform_judged",
+            "merchant_liable",
+        ],
+    ),
+    ("complaints", &["shop_id", "buyer_id", "ts", "agent_id"]),
+    (
+        "ratings",
+        &["shop_id", "buyer_id", "ts", "score", "agent_id", "resolved"],
+    ),
+];
 
 /// One `[[metric]]` as written; `validate` turns it into a `Metric`.
 #[derive(Deserialize)]
@@ -81,6 +135,9 @@ pub(super) struct RawMetric {
     pub(super) alert: Option<Spanned<String>>,
     pub(super) effective_from: Option<Spanned<toml::Value>>,
     pub(super) effective_to: Option<Spanned<toml::Value>>,
+    pub(super) alert_when: Option<Spanned<String>>,
+    pub(super) scores: Option<Spanned<Vec<i64>>>,
+    pub(super) resolved_only: Option<Spanned<bool>>,
 }
 
 /// Maps byte offsets to 1-based line numbers.
@@ -220,21 +277,128 @@ fn input_settings(raw: &RawFile, lines: &Lines, source: &str) -> Result<InputSet
                 .sender_values
                 .insert(theirs.clone(), canonical.get_ref().clone());
         }
+        no_column_twice("[input.columns]", &input.columns, source)?;
+    }
+    let tables = [
+        (
+            "orders",
+            raw.orders.as_ref().and_then(|t| t.columns.as_ref()),
+        ),
+        (
+            "refunds",
+            raw.refunds.as_ref().and_then(|t| t.columns.as_ref()),
+        ),
+        (
+            "complaints",
+            raw.complaints.as_ref().and_then(|t| t.columns.as_ref()),
+        ),
+        (
+            "ratings",
+            raw.ratings.as_ref().and_then(|t| t.columns.as_ref()),
+        ),
+    ];
+    for (table, cols) in tables {
+        let settings = match table {
+            "orders" => &mut input.orders,
+            "refunds" => &mut input.refunds,
+            "complaints" => &mut input.complaints,
+            _ => &mut input.ratings,
+        };
+        settings.columns = table_columns(table, cols, lines, source)?;
+    }
+    for (theirs, canonical) in raw
+        .refunds
+        .as_ref()
+        .and_then(|t| t.status_values.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        input
+            .refunds
+            .status_values
+            .insert(theirs.clone(), canonical.get_ref().clone());
+    }
+    for (theirs, score) in raw
+        .ratings
+        .as_ref()
+        .and_then(|t| t.score_values.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let v = *score.get_ref();
+        if !(1..=5).contains(&v) {
+            return Err(err(
+                score.span(),
+                format!("`[ratings.score_values]`: `{theirs}` maps to {v}, which is not 1-5"),
+            ));
+        }
+        input.ratings.score_values.insert(theirs.clone(), v as u8);
+    }
+    Ok(input)
+}
+
+/// `[<table>.columns]` of a scorecard table: canonical names of that table
+/// (SPEC §8.1), non-empty column names, no column mapped twice.
+fn table_columns(
+    table: &str,
+    raw: Option<&BTreeMap<String, Spanned<String>>>,
+    lines: &Lines,
+    source: &str,
+) -> Result<BTreeMap<String, String>, RuleError> {
+    let known = TABLE_COLUMNS
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, c)| *c)
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for (canonical, theirs) in raw.into_iter().flatten() {
+        let at = Some(lines.line(theirs.span().start));
+        if !known.contains(&canonical.as_str()) {
+            return Err(RuleError::new(
+                source,
+                at,
+                format!(
+                    "`[{table}.columns]`: `{canonical}` is not a column of the {table} table \
+                     (one of: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if theirs.get_ref().is_empty() {
+            return Err(RuleError::new(
+                source,
+                at,
+                format!("`[{table}.columns]`: `{canonical}` maps to an empty name"),
+            ));
+        }
+        out.insert(canonical.clone(), theirs.get_ref().clone());
+    }
+    no_column_twice(&format!("[{table}.columns]"), &out, source)?;
+    Ok(out)
+}
+
+/// No column of the files is mapped to two canonical names.
+fn no_column_twice(
+    what: &str,
+    columns: &BTreeMap<String, String>,
+    source: &str,
+) -> Result<(), RuleError> {
+    {
         let mut seen = BTreeMap::new();
-        for (canonical, theirs) in &input.columns {
+        for (canonical, theirs) in columns {
             if let Some(other) = seen.insert(theirs.clone(), canonical.clone()) {
                 return Err(RuleError::new(
                     source,
                     None,
                     format!(
-                        "`[input.columns]`: input column `{theirs}` is mapped to both `{other}` \
+                        "`{what}`: input column `{theirs}` is mapped to both `{other}` \
                          and `{canonical}`"
                     ),
                 ));
             }
         }
     }
-    Ok(input)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -266,6 +430,40 @@ mod tests {
                 2,
                 "not one of buyer, agent, bot, system",
             ),
+            (
+                "[orders.columns]\npaid = \"x\"\n",
+                2,
+                "not a column of the orders table",
+            ),
+            ("[refunds.columns]\namount = \"x\"\n", 2, "refunds table"),
+            ("[complaints.columns]\nts = \"\"\n", 2, "empty name"),
+            ("[ratings.score_values]\n\"ok\" = 6\n", 2, "not 1-5"),
+            (
+                "[orders.status_values]\n\"a\" = \"b\"\n",
+                1,
+                "unknown field",
+            ),
+            ("[orders]\nrows = 1\n", 2, "unknown field `rows`"),
         ]);
+    }
+
+    #[test]
+    fn table_settings() {
+        let set = super::parse(
+            "[orders.columns]\namount = \"pay\"\n[refunds.status_values]\n\"done\" = \"success\"\n\
+             [ratings.score_values]\n\"满意\" = 5\n[complaints.columns]\nts = \"t\"\n\
+             [ratings.columns]\nscore = \"stars\"\n[refunds.columns]\nstatus = \"st\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        let i = &set.input;
+        assert_eq!(i.orders.columns["amount"], "pay");
+        assert_eq!(i.refunds.status_values["done"], "success");
+        assert_eq!(i.refunds.columns["status"], "st");
+        assert_eq!(i.ratings.score_values["满意"], 5);
+        assert_eq!(i.ratings.columns["score"], "stars");
+        assert_eq!(i.complaints.columns["ts"], "t");
+        let e = super::parse("[ratings.columns]\nts = \"t\"\nscore = \"t\"\n", "r.toml");
+        assert!(e.unwrap_err().message.contains("mapped to both"));
     }
 }

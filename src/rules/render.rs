@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 
-use super::{Metric, RuleSet, Unreplied};
+use super::{AlertWhen, Metric, RuleSet, Unreplied};
 
 /// The displayed fields of a metric version, as (column, value): the rule
 /// table's columns and what `diff` compares.
@@ -15,39 +15,63 @@ pub fn fields(m: &Metric) -> Vec<(&'static str, String)> {
             .unwrap_or_else(|| "-".into())
     };
     let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+    let score = m.score.is_some();
+    // A scorecard metric has no message fields: shown as `-`.
+    let msg = |v: String| if score { "-".to_string() } else { v };
+    let side = match m.alert_when {
+        AlertWhen::Below => "<",
+        AlertWhen::Above => ">",
+    };
     vec![
         ("id", m.id.clone()),
-        ("unit", m.unit.name().to_string()),
-        ("kind", m.kind.name().to_string()),
-        ("thr", secs(m.threshold_ms)),
+        ("unit", msg(m.unit.name().to_string())),
+        ("kind", m.kind_name().to_string()),
+        ("thr", msg(secs(m.threshold_ms))),
         (
             "any_miss",
-            if m.any_miss {
+            msg(if m.any_miss {
                 "yes".into()
             } else {
                 "no".into()
-            },
+            }),
         ),
         ("hours", m.hours.to_string()),
-        ("responders", m.responders.to_string()),
-        ("cross_day", m.cross_day.name().to_string()),
-        ("bot_only", m.bot_only.name().to_string()),
-        ("cap", secs(m.cap_ms)),
+        ("responders", msg(m.responders.to_string())),
+        ("cross_day", msg(m.cross_day.name().to_string())),
+        ("bot_only", msg(m.bot_only.name().to_string())),
+        ("cap", msg(secs(m.cap_ms))),
         (
             "unreplied",
-            match m.unreplied {
+            msg(match m.unreplied {
                 Unreplied::Fail => "fail".into(),
                 Unreplied::Exclude => "exclude".into(),
                 Unreplied::Millis(ms) => format!("{}s", ms / 1000),
-            },
+            }),
         ),
         ("window", m.window_days.to_string()),
-        ("gap", secs(m.session_gap_ms)),
+        ("gap", msg(secs(m.session_gap_ms))),
+        (
+            "scores",
+            match (m.scores.is_empty(), m.resolved_only) {
+                (true, _) => "-".into(),
+                (false, resolved) => {
+                    let s: Vec<String> = m.scores.iter().map(u8::to_string).collect();
+                    let s = s.join(",");
+                    if resolved {
+                        format!("{s} resolved")
+                    } else {
+                        s
+                    }
+                }
+            },
+        ),
         (
             "alert",
             match m.target {
-                Some(t) if m.min_denominator > 1 => format!("<{t} (den>={})", m.min_denominator),
-                Some(t) => format!("<{t}"),
+                Some(t) if m.min_denominator > 1 => {
+                    format!("{side}{t} (den>={})", m.min_denominator)
+                }
+                Some(t) => format!("{side}{t}"),
                 None => "-".into(),
             },
         ),
@@ -67,6 +91,23 @@ fn input_lines(set: &RuleSet) -> Vec<String> {
     }
     for (k, v) in &set.input.sender_values {
         out.push(format!("sender value {k:?} = {v}"));
+    }
+    let i = &set.input;
+    for (table, t) in [
+        ("orders", &i.orders),
+        ("refunds", &i.refunds),
+        ("complaints", &i.complaints),
+        ("ratings", &i.ratings),
+    ] {
+        for (k, v) in &t.columns {
+            out.push(format!("{table} column {k} = {v}"));
+        }
+        for (k, v) in &t.status_values {
+            out.push(format!("{table} status value {k:?} = {v}"));
+        }
+        for (k, v) in &t.score_values {
+            out.push(format!("{table} score value {k:?} = {v}"));
+        }
     }
     out
 }
@@ -178,12 +219,28 @@ mod tests {
                 "~ metric m@: thr 30 -> 60".to_string(),
                 "+ metric m@2024-05-02: added (unit=message, kind=rate, thr=30, any_miss=no, hours=08:00-23:00, \
                  responders=manual, cross_day=keep, bot_only=keep, cap=-, unreplied=fail, window=1, gap=-, \
-                 alert=-, from=2024-05-02, to=-)"
+                 scores=-, alert=-, from=2024-05-02, to=-)"
                     .to_string(),
             ]
         );
         assert!(diff(&a, &a).is_empty());
         let pdd = RuleSet::preset("pdd").unwrap();
         assert!(diff(&pdd, &pdd).is_empty());
+        // The scorecard fields.
+        let s = "[[metric]]\nid = \"r\"\nkind = \"rating_share\"\nhours = \"00:00-24:00\"\nscores = [4, 5]\n";
+        let a = parse(s, "a.toml").unwrap();
+        let b = parse(
+            &format!("{s}resolved_only = true\ntarget = 0.9\nalert_when = \"above\"\n"),
+            "b.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                "~ metric r@: scores 4,5 -> 4,5 resolved".to_string(),
+                "~ metric r@: alert - -> >0.9".to_string(),
+            ]
+        );
+        assert!(render_table(&a).contains("rating_share"));
     }
 }

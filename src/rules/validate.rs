@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use toml::Spanned;
 
 use super::parse::{Lines, RawMetric, RuleError};
-use super::{Hours, Kind, Metric, Policy, Responders, Unit, Unreplied};
+use super::{AlertWhen, Hours, Kind, Metric, Policy, Responders, ScoreKind, Unit, Unreplied};
 
 type Span = Range<usize>;
 
@@ -35,6 +35,14 @@ pub(super) fn validate_metric(
         lines,
         source,
     };
+    let score = c
+        .raw
+        .kind
+        .as_ref()
+        .and_then(|k| ScoreKind::parse(k.get_ref()));
+    if let Some(kind) = score {
+        return c.score_metric(id.clone(), kind);
+    }
     let unit = c.unit()?;
     let kind = c.kind()?;
     let hours = c.hours()?;
@@ -48,7 +56,9 @@ pub(super) fn validate_metric(
     let window_days = c.window_days()?;
     let session_gap_ms = c.session_gap(unit)?;
     let (min_denominator, target, alert) = c.alert_fields()?;
+    let alert_when = c.alert_when()?;
     let (effective_from, effective_to) = c.dates()?;
+    c.rating_fields(None)?;
     Ok(Metric {
         id,
         unit,
@@ -68,6 +78,10 @@ pub(super) fn validate_metric(
         alert,
         effective_from,
         effective_to,
+        alert_when,
+        score: None,
+        scores: Vec::new(),
+        resolved_only: false,
     })
 }
 
@@ -177,7 +191,11 @@ impl Ctx<'_> {
             .copied()
             .find(|k| k.name() == s.get_ref())
             .ok_or_else(|| {
-                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                let names: Vec<&str> = Kind::ALL
+                    .iter()
+                    .map(|k| k.name())
+                    .chain(ScoreKind::ALL.iter().map(|k| k.name()))
+                    .collect();
                 self.fail(
                     s.span(),
                     format!(
@@ -379,6 +397,146 @@ impl Ctx<'_> {
         };
         let alert = self.raw.alert.as_ref().map(|a| a.get_ref().clone());
         Ok((min_denominator, target, alert))
+    }
+
+    /// `alert_when`: `below` (the default) or `above` (SPEC §8.2).
+    fn alert_when(&self) -> Result<AlertWhen, RuleError> {
+        match &self.raw.alert_when {
+            None => Ok(AlertWhen::Below),
+            Some(w) => match w.get_ref().as_str() {
+                "below" => Ok(AlertWhen::Below),
+                "above" => Ok(AlertWhen::Above),
+                other => Err(self.fail(
+                    w.span(),
+                    format!("`alert_when`: `{other}` is not one of below, above"),
+                )),
+            },
+        }
+    }
+
+    /// A scorecard metric (SPEC §8.2): `hours` required, the message
+    /// fields rejected (in the order of §3's table), then the fields every
+    /// kind shares.
+    fn score_metric(&self, id: String, kind: ScoreKind) -> Result<Metric, RuleError> {
+        let hours = self.hours()?;
+        let r = self.raw;
+        let message_fields = [
+            ("unit", r.unit.as_ref().map(|v| v.span())),
+            ("threshold", r.threshold.as_ref().map(|v| v.span())),
+            ("any_miss", r.any_miss.as_ref().map(|v| v.span())),
+            ("responders", r.responders.as_ref().map(|v| v.span())),
+            ("cross_day", r.cross_day.as_ref().map(|v| v.span())),
+            ("bot_only", r.bot_only.as_ref().map(|v| v.span())),
+            ("cap", r.cap.as_ref().map(|v| v.span())),
+            ("unreplied", r.unreplied.as_ref().map(|v| v.span())),
+            ("session_gap", r.session_gap.as_ref().map(|v| v.span())),
+        ];
+        for (key, at) in message_fields {
+            if let Some(at) = at {
+                return Err(self.not_for(
+                    at,
+                    key,
+                    &format!(
+                        "to a {} metric (it reads the scorecard tables, not the messages)",
+                        kind.name()
+                    ),
+                ));
+            }
+        }
+        let (scores, resolved_only) = self.rating_fields(Some(kind))?;
+        let window_days = self.window_days()?;
+        let (min_denominator, target, alert) = self.alert_fields()?;
+        let alert_when = self.alert_when()?;
+        let (effective_from, effective_to) = self.dates()?;
+        let (
+            unit,
+            k,
+            threshold_ms,
+            any_miss,
+            responders,
+            cross_day,
+            bot_only,
+            cap_ms,
+            unreplied,
+            session_gap_ms,
+        ) = Metric::SCORE_PLACEHOLDER;
+        Ok(Metric {
+            id,
+            unit,
+            kind: k,
+            threshold_ms,
+            any_miss,
+            hours,
+            responders,
+            cross_day,
+            bot_only,
+            cap_ms,
+            unreplied,
+            window_days,
+            session_gap_ms,
+            min_denominator,
+            target,
+            alert,
+            effective_from,
+            effective_to,
+            alert_when,
+            score: Some(kind),
+            scores,
+            resolved_only,
+        })
+    }
+
+    /// `scores` (required: non-empty, distinct integers 1-5) and
+    /// `resolved_only` (default false): only on `rating_share`; `kind` is
+    /// `None` for a message metric.
+    fn rating_fields(&self, kind: Option<ScoreKind>) -> Result<(Vec<u8>, bool), RuleError> {
+        let rating = kind == Some(ScoreKind::RatingShare);
+        let name = kind.map_or_else(
+            || {
+                self.raw
+                    .kind
+                    .as_ref()
+                    .map_or("", |k| k.get_ref().as_str())
+                    .to_string()
+            },
+            |k| k.name().to_string(),
+        );
+        let not_for = |span: Span, key: &str| {
+            self.not_for(
+                span,
+                key,
+                &format!("to a {name} metric (only to rating_share)"),
+            )
+        };
+        let scores = match &self.raw.scores {
+            Some(s) if !rating => return Err(not_for(s.span(), "scores")),
+            None if rating => return Err(self.missing("scores")),
+            None => Vec::new(),
+            Some(s) => {
+                let mut out = Vec::new();
+                for &v in s.get_ref() {
+                    if !(1..=5).contains(&v) {
+                        return Err(
+                            self.fail(s.span(), format!("`scores`: {v} is not an integer 1-5"))
+                        );
+                    }
+                    if out.contains(&(v as u8)) {
+                        return Err(self.fail(s.span(), format!("`scores`: {v} is listed twice")));
+                    }
+                    out.push(v as u8);
+                }
+                if out.is_empty() {
+                    return Err(self.fail(s.span(), "`scores` must name at least one score".into()));
+                }
+                out
+            }
+        };
+        let resolved_only = match &self.raw.resolved_only {
+            Some(r) if !rating => return Err(not_for(r.span(), "resolved_only")),
+            Some(r) => *r.get_ref(),
+            None => false,
+        };
+        Ok((scores, resolved_only))
     }
 
     /// `effective_from` and `effective_to`, in that order.
@@ -623,6 +781,122 @@ mod tests {
                 "without gaps",
             ),
         ]);
+    }
+
+    /// A small valid scorecard metric (line 1 `[[metric]]`, 3 `kind`, 4
+    /// `hours`).
+    const SCORE: &str =
+        "[[metric]]\nid = \"s\"\nkind = \"rating_share\"\nhours = \"00:00-24:00\"\nscores = [4, 5]\n";
+
+    #[test]
+    fn scorecard_kinds() {
+        let m = &parse(SCORE, "r.toml").unwrap().metrics[0];
+        assert_eq!(m.score, Some(ScoreKind::RatingShare));
+        assert_eq!((m.scores.clone(), m.resolved_only), (vec![4, 5], false));
+        assert_eq!(m.alert_when, AlertWhen::Below);
+        let conv = SCORE
+            .replace("rating_share", "conversion")
+            .replace("scores = [4, 5]\n", "");
+        for k in ScoreKind::ALL {
+            let text = conv.replace("conversion", k.name());
+            let text = match k {
+                ScoreKind::RatingShare => format!("{text}scores = [1]\nresolved_only = true\n"),
+                _ => text,
+            };
+            let m = &parse(&text, "r.toml").unwrap().metrics[0];
+            assert_eq!(m.score, Some(k));
+            assert_eq!(m.kind_name(), k.name());
+        }
+        let above = parse(&format!("{conv}alert_when = \"above\"\n"), "r.toml").unwrap();
+        assert_eq!(above.metrics[0].alert_when, AlertWhen::Above);
+        let old = parse(&format!("{BASE}alert_when = \"above\"\n"), "r.toml").unwrap();
+        assert_eq!(old.metrics[0].alert_when, AlertWhen::Above);
+        // Not among the message metrics in force.
+        let d = NaiveDate::from_ymd_opt(2024, 5, 16).unwrap();
+        let set = parse(&format!("{BASE}{conv}").replace("\"s\"", "\"t\""), "r.toml").unwrap();
+        assert_eq!(set.in_force(d).len(), 1);
+        assert_eq!(set.scores_in_force(d)[0].id, "t");
+    }
+
+    #[test]
+    fn scorecard_field_errors() {
+        let conv = SCORE
+            .replace("rating_share", "conversion")
+            .replace("scores = [4, 5]\n", "");
+        let mut cases: Vec<(String, usize, &str)> = Vec::new();
+        for (key, value) in [
+            ("unit", "\"buyer\""),
+            ("threshold", "30"),
+            ("any_miss", "true"),
+            ("responders", "[\"manual\"]"),
+            ("cross_day", "\"keep\""),
+            ("bot_only", "\"keep\""),
+            ("cap", "600"),
+            ("unreplied", "\"fail\""),
+            ("session_gap", "600"),
+        ] {
+            cases.push((
+                format!("{conv}{key} = {value}\n"),
+                5,
+                "does not apply to a conversion",
+            ));
+        }
+        cases.extend([
+            (
+                conv.replace("hours = \"00:00-24:00\"\n", ""),
+                1,
+                "`hours` is required",
+            ),
+            (
+                SCORE.replace("scores = [4, 5]\n", ""),
+                1,
+                "`scores` is required",
+            ),
+            (SCORE.replace("[4, 5]", "[]"), 5, "at least one score"),
+            (SCORE.replace("[4, 5]", "[4, 4]"), 5, "listed twice"),
+            (SCORE.replace("[4, 5]", "[0, 5]"), 5, "not an integer 1-5"),
+            (SCORE.replace("[4, 5]", "[6]"), 5, "not an integer 1-5"),
+            (
+                format!("{conv}scores = [5]\n"),
+                5,
+                "`scores` does not apply",
+            ),
+            (
+                format!("{conv}resolved_only = true\n"),
+                5,
+                "`resolved_only` does not apply",
+            ),
+            (
+                format!("{BASE}scores = [5]\n"),
+                8,
+                "`scores` does not apply to a rate",
+            ),
+            (
+                format!("{BASE}resolved_only = true\n"),
+                8,
+                "`resolved_only` does not apply",
+            ),
+            (
+                format!("{SCORE}alert_when = \"over\"\n"),
+                6,
+                "not one of below, above",
+            ),
+            (
+                format!("{BASE}alert_when = \"over\"\n"),
+                8,
+                "not one of below, above",
+            ),
+            (format!("{conv}window_days = 0\n"), 5, "`window_days`"),
+            (
+                BASE.replace("\"rate\"", "\"sales\""),
+                4,
+                "conversion, order_value",
+            ),
+            (format!("{SCORE}{SCORE}"), 6, "overlaps"),
+        ]);
+        let cases: Vec<(&str, usize, &str)> =
+            cases.iter().map(|(t, l, f)| (t.as_str(), *l, *f)).collect();
+        assert_errors(&cases);
     }
 
     #[test]

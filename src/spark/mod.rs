@@ -52,4 +52,4 @@ mod plan;
 mod script;
 mod sql;
 
-pub use script::{compile, compile_with_columns, local_columns, script, SparkJob};
+pub use script::{compile, compile_with_columns, local_columns, script, skipped, SparkJob};

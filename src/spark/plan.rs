@@ -32,6 +32,9 @@ pub struct Plan<'a> {
     pub gaps: Vec<i64>,
     /// Whether a version of `used` excludes bot-only items (needs the next bot row).
     pub bot_only: bool,
+    /// The scorecard versions (SPEC §8) that would compute on some day:
+    /// not compiled (they read tables the script does not), only noted.
+    pub skipped: Vec<&'a Metric>,
 }
 
 impl<'a> Plan<'a> {
@@ -48,7 +51,7 @@ impl<'a> Plan<'a> {
         let rolling: Vec<(&Metric, (i32, i32))> = rules
             .metrics
             .iter()
-            .filter(|m| m.window_days > 1)
+            .filter(|m| m.score.is_none() && m.window_days > 1)
             .filter_map(|m| days_of(m, run_from_no, to_no, rules_as_of).map(|d| (m, d)))
             .collect();
         let widest = rolling
@@ -61,7 +64,14 @@ impl<'a> Plan<'a> {
             .metrics
             .iter()
             .enumerate()
+            .filter(|(_, m)| m.score.is_none())
             .filter_map(|(k, m)| days_of(m, from_no, to_no, rules_as_of).map(|d| (k, m, d)))
+            .collect();
+        let skipped: Vec<&Metric> = rules
+            .metrics
+            .iter()
+            .filter(|m| m.score.is_some())
+            .filter(|m| days_of(m, run_from_no, to_no, rules_as_of).is_some())
             .collect();
         let mut sets: Vec<Responders> = used.iter().map(|u| u.1.responders).collect();
         sets.sort();
@@ -90,6 +100,7 @@ impl<'a> Plan<'a> {
             round_sets,
             gaps,
             bot_only,
+            skipped,
         }
     }
 }

@@ -122,6 +122,9 @@ pub fn compile_with_columns(
     let (from_no, to_no) = (plan.from_no, plan.to_no);
 
     let mut s = source::header(rules, platform, from, to, rules_as_of);
+    for note in skipped_notes(&plan) {
+        s += &format!("-- {note}\n");
+    }
     // 1. The input and its rows, as `kefu run` reads them.
     s += &source::source_view(settings, input, columns, &tz, from_no, to_no)?;
     s += &rows::millis_view(settings);
@@ -144,6 +147,31 @@ pub fn compile_with_columns(
     Ok(s)
 }
 
+/// One line per scorecard metric version the script leaves out (SPEC §8:
+/// they read the orders, refunds, complaints and ratings tables, which
+/// only `kefu run` reads): `skipped: <id> (<kind>): …`.
+fn skipped_notes(plan: &Plan) -> Vec<String> {
+    plan.skipped
+        .iter()
+        .map(|m| {
+            format!(
+                "skipped: {} ({}): scorecard kinds are not compiled to Spark SQL; use kefu run",
+                m.id,
+                m.kind_name()
+            )
+        })
+        .collect()
+}
+
+/// The notes of [`skipped_notes`] for `job`, for the command line to show
+/// on stderr (the script carries them as comments).
+pub fn skipped(job: &SparkJob) -> Vec<String> {
+    let plan = Plan::new(&job.rules, job.from, job.to, job.rules_as_of);
+    let mut notes = skipped_notes(&plan);
+    notes.dedup();
+    notes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +185,11 @@ mod tests {
             let rules = RuleSet::preset(p).unwrap();
             let sql = compile(&rules, p, from, to, None, "/in/x.parquet", "/out").unwrap();
             for m in &rules.metrics {
+                if m.score.is_some() {
+                    let note = format!("-- skipped: {} ({}): scorecard", m.id, m.kind_name());
+                    assert!(sql.contains(&note), "{p}: {} not noted", m.id);
+                    continue;
+                }
                 assert!(sql.contains(&lit(&m.id)), "{p}: {} missing", m.id);
                 assert!(
                     sql.contains(&lit(&m.rule_version())),

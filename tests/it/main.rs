@@ -17,6 +17,7 @@ mod progress;
 mod properties;
 mod realdata;
 mod rule_fields;
+mod scorecard;
 mod shard;
 mod spec_examples;
 mod user_output;

@@ -38,6 +38,7 @@ fn config(input: &Path, out: &Path, platform: &str, to: &str) -> RunConfig {
         write_items: true,
         shard: kefu::shard::Shard::WHOLE,
         memory_budget: None,
+        tables: Default::default(),
     }
 }
 

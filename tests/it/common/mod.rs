@@ -273,6 +273,7 @@ pub fn run_lib(
         write_items: true,
         shard: kefu::shard::Shard::WHOLE,
         memory_budget: None,
+        tables: Default::default(),
     };
     kefu::job::run(&cfg, &mut |_| {}).unwrap();
 }
