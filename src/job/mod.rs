@@ -303,15 +303,29 @@ pub fn run_all(cfgs: &[RunConfig], progress: Progress) -> Result<Vec<DaySummary>
                     &format!("    {id}: {counted} items counted, {excluded} excluded"),
                 );
             }
-            for note in &summary.skipped {
-                line(progress, &format!("    {note}"));
-            }
             progress(Event::DayDone(&summary));
             out.push(summary);
         }
     }
     if let Some(text) = empty_window_days.summary() {
         line(progress, &text);
+    }
+    // Scorecard metrics skipped for want of their tables: once per run, not
+    // once per day.
+    let mut skipped: Vec<String> = Vec::new();
+    for s in &out {
+        for note in &s.skipped {
+            let note = match cfgs.len() {
+                1 => note.clone(),
+                _ => format!("{}: {note}", s.platform),
+            };
+            if !skipped.contains(&note) {
+                skipped.push(note);
+            }
+        }
+    }
+    for note in skipped {
+        line(progress, &format!("note: {note}"));
     }
     Ok(out)
 }
