@@ -117,9 +117,15 @@ impl Gen<'_> {
             let r = self.rng.below(100);
             let (buyer, paid) = match r {
                 // Paid before the consultation (not pre-sale).
-                0..=9 => (buyer, start - 60_000 - self.rng.below(3 * HOUR as u64) as i64),
+                0..=9 => (
+                    buyer,
+                    start - 60_000 - self.rng.below(3 * HOUR as u64) as i64,
+                ),
                 // Paid after it, before 00:00 of D+2: converted.
-                10..=64 => (buyer, start + 30_000 + self.rng.below(20 * HOUR as u64) as i64),
+                10..=64 => (
+                    buyer,
+                    start + 30_000 + self.rng.below(20 * HOUR as u64) as i64,
+                ),
                 // Paid beyond the horizon.
                 65..=74 => (
                     buyer,
@@ -225,8 +231,8 @@ impl Gen<'_> {
             let Some(t) = self.thread() else { break };
             let (shop, agents, buyer, start) = (t.shop, t.agents, t.buyer.clone(), t.start);
             let ts = start + 60_000 + self.rng.below(6 * HOUR as u64) as i64;
-            let agent = (!self.rng.chance(0.2))
-                .then(|| agent_id(shop, self.rng.below(agents as u64)));
+            let agent =
+                (!self.rng.chance(0.2)).then(|| agent_id(shop, self.rng.below(agents as u64)));
             c.shop.push(shop_id(shop));
             c.buyer.push(buyer);
             c.ts.push(ts);
@@ -240,8 +246,8 @@ impl Gen<'_> {
         while (r.shop.len() as u64) < n {
             let Some(t) = self.thread() else { break };
             let (shop, agents, buyer, start) = (t.shop, t.agents, t.buyer.clone(), t.start);
-            let agent = (!self.rng.chance(0.1))
-                .then(|| agent_id(shop, self.rng.below(agents as u64)));
+            let agent =
+                (!self.rng.chance(0.1)).then(|| agent_id(shop, self.rng.below(agents as u64)));
             let mut ts = start + 60_000 + self.rng.below(4 * HOUR as u64) as i64;
             // Usually one rating; sometimes the buyer rates again, at times
             // at the same millisecond (a tie: the last in input order wins).

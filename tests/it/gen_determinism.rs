@@ -187,7 +187,7 @@ fn gen_scorecard_tables_run_end_to_end() {
         "no taobao.wangwang_satisfaction rows in shop_daily"
     );
     // One shop's scorecard, for the README (`--nocapture` shows it).
-    for r in pdd.iter().filter(|r| r.0 == "shop00000") {
+    for r in pdd.iter().chain(&taobao).filter(|r| r.0 == "shop00000") {
         eprintln!("{:<28} {:>6} {:>6} {:?}", r.1, r.2, r.3, r.4);
     }
     run("D/orders_decimal.parquet", "out_dec");
