@@ -117,6 +117,11 @@ pub struct GenArgs {
     /// Parquet row-group size in rows.
     #[arg(long)]
     pub row_group_size: Option<usize>,
+    /// Also write matching orders, refunds, complaints and ratings tables
+    /// (SPEC §8.1) into this folder, for `kefu run --orders DIR/orders.parquet`
+    /// and so on. The message table stays the one written without it.
+    #[arg(long, value_name = "DIR")]
+    pub scorecard: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -60,8 +60,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Gen(args) => {
             let cfg = args.resolve();
-            let rows = kefu::gen::write(&cfg, &args.output)?;
+            let Some(dir) = &args.scorecard else {
+                let rows = kefu::gen::write(&cfg, &args.output)?;
+                eprintln!("kefu: wrote {rows} rows to {}", args.output.display());
+                return Ok(ExitCode::SUCCESS);
+            };
+            let (rows, tables) = kefu::gen::write_with_scorecard(&cfg, &args.output, dir)?;
             eprintln!("kefu: wrote {rows} rows to {}", args.output.display());
+            for (name, n) in tables {
+                eprintln!("kefu: wrote {n} rows to {}", dir.join(name).display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) if args.engine == Engine::Spark => {

@@ -17,6 +17,8 @@ use polars::prelude::*;
 
 use crate::error::{Error, Result};
 
+mod scorecard;
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenConfig {
@@ -99,6 +101,18 @@ struct Columns {
     peer_kind: Vec<&'static str>,
 }
 
+/// A consumer thread's first message: a consult buyer-day for the
+/// scorecard tables to hang orders, complaints and ratings on.
+struct Thread {
+    shop: u32,
+    agents: u32,
+    buyer: String,
+    /// UTC ms.
+    start: i64,
+    /// UTC ms of the local midnight starting the thread's day.
+    midnight: i64,
+}
+
 struct Row {
     ts: i64,
     sender: &'static str,
@@ -126,6 +140,11 @@ impl Columns {
 
 /// Generates the table in memory.
 pub fn generate(cfg: &GenConfig) -> Result<DataFrame> {
+    Ok(build(cfg)?.0)
+}
+
+/// The message table and its threads (what the scorecard tables hang on).
+fn build(cfg: &GenConfig) -> Result<(DataFrame, Vec<Thread>)> {
     if cfg.days == 0 || cfg.shops == 0 {
         return Err(Error::Usage(
             "gen: --days and --shops must be at least 1".into(),
@@ -155,6 +174,7 @@ pub fn generate(cfg: &GenConfig) -> Result<DataFrame> {
         ..Default::default()
     };
     let mut dup_candidates: Vec<usize> = Vec::new();
+    let mut threads: Vec<Thread> = Vec::new();
 
     for day_k in 0..cfg.days {
         let day = cfg.start + chrono::Duration::days(day_k as i64);
@@ -188,6 +208,16 @@ pub fn generate(cfg: &GenConfig) -> Result<DataFrame> {
                 _ => "consumer",
             };
             let flags = (spam, blocked, peer);
+            if !spam && !blocked && peer == "consumer" {
+                // Recording draws nothing from `rng`: the table stays as it was.
+                threads.push(Thread {
+                    shop: s as u32,
+                    agents: shop.agents,
+                    buyer: buyer_id.clone(),
+                    start: t,
+                    midnight,
+                });
+            }
             let routed = rng
                 .chance(0.5)
                 .then(|| format!("{shop_id}:agent{}", rng.below(shop.agents as u64)));
@@ -358,12 +388,38 @@ pub fn generate(cfg: &GenConfig) -> Result<DataFrame> {
         ),
     ])
     .map_err(|e| Error::Io(e.to_string()))?;
-    Ok(df)
+    Ok((df, threads))
 }
 
 /// Generates and writes the table to `path`.
 pub fn write(cfg: &GenConfig, path: &Path) -> Result<u64> {
     let mut df = generate(cfg)?;
+    write_parquet(&mut df, path, cfg.row_group_size)?;
+    Ok(df.height() as u64)
+}
+
+/// Generates and writes the message table to `path` and the four scorecard
+/// tables (SPEC §8.1) for the same shops, buyers, agents and days into
+/// `dir`: `orders.parquet` (float yuan), `orders_decimal.parquet` (the same
+/// orders, decimal yuan), `refunds.parquet`, `complaints.parquet`,
+/// `ratings.parquet`. The message table is the one [`write`] writes.
+/// Returns the message rows and (file name, rows) of each table.
+pub fn write_with_scorecard(
+    cfg: &GenConfig,
+    path: &Path,
+    dir: &Path,
+) -> Result<(u64, Vec<(&'static str, u64)>)> {
+    let (mut df, threads) = build(cfg)?;
+    write_parquet(&mut df, path, cfg.row_group_size)?;
+    let mut written = Vec::new();
+    for (name, mut t) in scorecard::tables(cfg, &threads, df.height() as u64)? {
+        write_parquet(&mut t, &dir.join(name), cfg.row_group_size)?;
+        written.push((name, t.height() as u64));
+    }
+    Ok((df.height() as u64, written))
+}
+
+fn write_parquet(df: &mut DataFrame, path: &Path, row_group_size: Option<usize>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
@@ -371,9 +427,9 @@ pub fn write(cfg: &GenConfig, path: &Path) -> Result<u64> {
     let mut f = std::fs::File::create(path)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
     ParquetWriter::new(&mut f)
-        .with_row_group_size(cfg.row_group_size)
+        .with_row_group_size(row_group_size)
         .with_statistics(StatisticsOptions::full())
-        .finish(&mut df)
+        .finish(df)
         .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
-    Ok(df.height() as u64)
+    Ok(())
 }
