@@ -237,6 +237,18 @@ fn random_tables(seed: u64) -> Tables {
                 },
             }
         };
+        // Some paid exactly at an inquiry's time (the start is "at or after").
+        let o = if !repeat && rng.pct(20) {
+            let m = &t.msgs[rng.below(t.msgs.len() as u64) as usize];
+            r::Order {
+                shop: m.shop.clone(),
+                buyer: m.buyer.clone(),
+                paid_ms: Some(m.ts_ms),
+                ..o
+            }
+        } else {
+            o
+        };
         t.orders.push(o);
     }
     // Refunds finished on days 0..=4, requested up to four days before.
@@ -341,7 +353,12 @@ fn day_and_next(t: &Tables, day: NaiveDate) -> Tables {
             .filter(|c| keep(c.ts_ms))
             .cloned()
             .collect(),
-        ratings: t.ratings.iter().filter(|q| keep(q.ts_ms)).cloned().collect(),
+        ratings: t
+            .ratings
+            .iter()
+            .filter(|q| keep(q.ts_ms))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -385,7 +402,10 @@ fn write_tables(dir: &Path, t: &Tables) {
                     .collect::<Vec<_>>(),
             ),
             ts_col("paid_ts", o.iter().map(|r| r.paid_ms).collect()),
-            Column::new("items".into(), o.iter().map(|r| r.items).collect::<Vec<_>>()),
+            Column::new(
+                "items".into(),
+                o.iter().map(|r| r.items).collect::<Vec<_>>(),
+            ),
             Column::new(
                 "grouped".into(),
                 o.iter().map(|r| r.grouped).collect::<Vec<_>>(),
@@ -438,7 +458,10 @@ fn write_tables(dir: &Path, t: &Tables) {
             Column::new("shop_id".into(), strings(q, |r| r.shop.clone())),
             Column::new("buyer_id".into(), strings(q, |r| r.buyer.clone())),
             ts_col("ts", q.iter().map(|r| Some(r.ts_ms)).collect()),
-            Column::new("score".into(), q.iter().map(|r| r.score).collect::<Vec<_>>()),
+            Column::new(
+                "score".into(),
+                q.iter().map(|r| r.score).collect::<Vec<_>>(),
+            ),
             Column::new(
                 "agent_id".into(),
                 q.iter().map(|r| r.agent.clone()).collect::<Vec<_>>(),
@@ -519,8 +542,9 @@ fn without_values(rows: &ShopDay) -> BTreeMap<(String, String), (i64, i64)> {
 }
 
 /// One case: the whole run against the reference, the properties, and
-/// day-locality of one day chosen by the seed.
-fn check_case(seed: u64) {
+/// day-locality of one day chosen by the seed. Adds to `seen`, per metric,
+/// the rows with a numerator > 0 and the rows with numerator < denominator.
+fn check_case(seed: u64, seen: &mut BTreeMap<String, (usize, usize)>) {
     let t = random_tables(seed);
     let ms = metrics();
     let kind_of = |id: &str| ms.iter().find(|m| m.id == id).unwrap().kind;
@@ -551,13 +575,19 @@ fn check_case(seed: u64) {
             "seed {seed}, {d}: agent_daily (left: kefu, right: reference)\ntables: {t:#?}"
         );
         for ((shop, metric), (num, den, value)) in &got {
+            let e = seen.entry(metric.clone()).or_default();
+            e.0 += (*num > 0) as usize;
+            e.1 += (*num < *den) as usize;
             let want = value_of(kind_of(metric), *num, *den);
             let ok = match (value, want) {
                 (Some(v), Some(w)) => (v - w).abs() <= 1e-12 * w.abs().max(1.0),
                 (None, None) => true,
                 _ => false,
             };
-            assert!(ok, "seed {seed}, {d}: {shop} {metric}: value {value:?} for {num} / {den}");
+            assert!(
+                ok,
+                "seed {seed}, {d}: {shop} {metric}: value {value:?} for {num} / {den}"
+            );
         }
         // agent_daily adds up to shop_daily for every metric.
         let mut sums: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
@@ -584,9 +614,27 @@ fn check_case(seed: u64) {
 
 #[test]
 fn scorecard_matches_the_naive_reference_on_random_tables() {
+    let mut seen = BTreeMap::new();
     for seed in 1..=36 {
-        check_case(seed);
+        check_case(seed, &mut seen);
     }
+    // The random tables are not trivial: every metric has rows that count
+    // something, and (shares) rows that do not count everything.
+    for m in metrics() {
+        let (positive, partial) = seen.get(&m.id).copied().unwrap_or_default();
+        assert!(
+            positive >= 3,
+            "{}: {positive} rows with a numerator > 0",
+            m.id
+        );
+        if matches!(
+            m.kind,
+            Kind::Conversion | Kind::ComplaintRate | Kind::RatingShare
+        ) {
+            assert!(partial >= 3, "{}: {partial} rows below 1", m.id);
+        }
+    }
+    eprintln!("rows per metric (numerator > 0, numerator < denominator): {seen:?}");
 }
 
 #[test]

@@ -111,7 +111,11 @@ pub fn local_date(ts_ms: i64, tz: Tz) -> NaiveDate {
 }
 
 fn in_hours(ts_ms: i64, m: &Metric, tz: Tz) -> bool {
-    let t = Utc.timestamp_millis_opt(ts_ms).single().unwrap().with_timezone(&tz);
+    let t = Utc
+        .timestamp_millis_opt(ts_ms)
+        .single()
+        .unwrap()
+        .with_timezone(&tz);
     let minute = t.hour() * 60 + t.minute();
     m.start_min <= minute && minute < m.end_min
 }
@@ -218,7 +222,8 @@ pub fn consult_days(msgs: &[Msg], m: &Metric, tz: Tz, day: NaiveDate) -> Vec<Con
                         best = Some(j);
                     }
                 }
-                best.and_then(|b| msgs[b].agent_id.clone()).unwrap_or_default()
+                best.and_then(|b| msgs[b].agent_id.clone())
+                    .unwrap_or_default()
             }
         };
         out.push(ConsultDay {
