@@ -18,6 +18,7 @@ mod properties;
 mod realdata;
 mod rule_fields;
 mod scorecard;
+mod scorecard_differential;
 mod shard;
 mod spec_examples;
 mod user_output;

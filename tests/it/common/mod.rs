@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod reference;
+pub mod reference_scorecard;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
