@@ -455,6 +455,27 @@ fn killed_run_leaves_whole_partitions_and_a_rerun_equals_a_clean_run() {
             .collect()
     };
     let (a, b) = (visible(tree(&clean)), visible(tree(&killed)));
+    // A kill between a window day's data file and its manifest leaves that
+    // day incomplete; when it is the day before --date, the re-run
+    // recomputes it as a provisional day (README: "a partition without a
+    // manifest is one a killed run was rewriting"), whose own window reaches
+    // one day further back (and gets its own rolling and alerts). Those
+    // extra partitions, of days before --date, are the only difference
+    // allowed; every partition the clean run wrote must be there and equal.
+    let dt =
+        |p: &Path| -> String { p.to_str().unwrap().split("dt=").nth(1).unwrap()[..10].to_string() };
+    let b: Vec<_> = b
+        .into_iter()
+        .filter(|(p, _)| {
+            let keep = a.iter().any(|x| &x.0 == p);
+            assert!(
+                keep || dt(p).as_str() < "2024-05-01",
+                "the re-run wrote {} that a clean run does not",
+                p.display()
+            );
+            keep
+        })
+        .collect();
     assert_eq!(
         a.iter().map(|x| &x.0).collect::<Vec<_>>(),
         b.iter().map(|x| &x.0).collect::<Vec<_>>()
