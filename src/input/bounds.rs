@@ -87,6 +87,11 @@ impl Bounds {
         self.names.len() + 1
     }
 
+    /// The names: the first `shop_id` of every bucket after the first.
+    pub(super) fn into_names(self) -> Vec<String> {
+        self.names
+    }
+
     /// The bucket of a shop: the number of bounds at or below it.
     #[inline]
     pub(super) fn bucket_of(&self, shop: &[u8]) -> usize {

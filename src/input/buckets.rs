@@ -103,6 +103,9 @@ pub struct Loaded {
     /// peer filter), from the first day.
     pub(super) read_per_day: Vec<u64>,
     pub(super) days_before: Vec<DayBefore>,
+    /// The first `shop_id` of every bucket after the first (empty: one
+    /// bucket).
+    pub(super) bounds: Vec<String>,
 }
 
 impl Loaded {
@@ -123,6 +126,17 @@ impl Loaded {
     /// How many buckets there are (at least one; some may be empty).
     pub fn buckets(&self) -> usize {
         self.store.buckets()
+    }
+
+    /// The shops bucket `k` stands for, `[from, until)` (`None`: unbounded),
+    /// whether or not they have rows: the buckets' ranges cover every
+    /// shop, in bucket order.
+    pub fn bucket_shops(&self, k: usize) -> (Option<&str>, Option<&str>) {
+        let from = k.checked_sub(1).and_then(|i| self.bounds.get(i));
+        (
+            from.map(String::as_str),
+            self.bounds.get(k).map(String::as_str),
+        )
     }
 
     /// How many rows bucket `k` holds (before de-duplication).

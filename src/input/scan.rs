@@ -98,7 +98,8 @@ pub fn scan(
         shard,
         keep: keep_rows,
     };
-    let (store, mut stats, read_per_day) = read_files(&plans, settings, plan, &target, &mut side)?;
+    let (store, bounds, mut stats, read_per_day) =
+        read_files(&plans, settings, plan, &target, &mut side)?;
     drop(plans);
 
     check_bad_rows(&stats, settings, strict)?;
@@ -132,6 +133,7 @@ pub fn scan(
         per_day: PlHashMap::new(),
         read_per_day,
         days_before,
+        bounds,
     })
 }
 
@@ -173,16 +175,17 @@ fn empty_days_before(
 }
 
 /// Reads every file, chunk by chunk (whole row groups), into the bucket
-/// store: the store (its spill finished), the counts, and the rows kept per
-/// loaded day. The bucket bounds come from the first read that keeps rows
-/// (a sample of the shops' traffic); until then there is one bucket.
+/// store: the store (its spill finished), the bucket bounds (see
+/// [`Loaded::bucket_shops`]), the counts, and the rows kept per loaded day.
+/// The bucket bounds come from the first read that keeps rows (a sample of
+/// the shops' traffic); until then there is one bucket.
 fn read_files(
     plans: &[FilePlan],
     settings: &InputSettings,
     plan: &MemoryPlan,
     target: &Target<'_>,
     side: &mut SideCounts,
-) -> Result<(BucketStore, LoadStats, Vec<u64>)> {
+) -> Result<(BucketStore, Vec<String>, LoadStats, Vec<u64>)> {
     let counts: Vec<u64> = plans
         .iter()
         .map(FilePlan::row_count)
@@ -242,7 +245,8 @@ fn read_files(
         stats.file_rows.push((path, stats.rows_read - file_start));
     }
     store.finish_spill()?;
-    Ok((store, stats, read_per_day))
+    let bounds = bounds.map(Bounds::into_names).unwrap_or_default();
+    Ok((store, bounds, stats, read_per_day))
 }
 
 /// What reads of days before a read's first day would count, counted by
@@ -360,6 +364,7 @@ impl DayBefore {
             per_day: PlHashMap::new(),
             read_per_day: vec![0, self.read_on_next],
             days_before: Vec::new(),
+            bounds: Vec::new(),
         })
     }
 }

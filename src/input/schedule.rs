@@ -62,7 +62,8 @@ impl WorkOrder {
 
 /// Builds and computes every bucket of `loaded` on one worker per core,
 /// each taking the next bucket as it becomes free, and hands the results to
-/// `add` in bucket order. The largest bucket (the one holding the day's
+/// `add` in bucket order (`compute` gets the bucket's number, for
+/// [`input::Loaded::bucket_shops`]). The largest bucket (the one holding the day's
 /// largest shop, often several times the others) is taken first, so that
 /// the other workers go through the rest meanwhile (in the order of
 /// [`WorkOrder`]). Apart from it, workers
@@ -80,7 +81,7 @@ impl WorkOrder {
 pub fn schedule_buckets<P: Send>(
     loaded: &mut input::Loaded,
     ahead: Option<usize>,
-    compute: &(dyn Fn(&crate::model::Messages) -> Result<P> + Sync),
+    compute: &(dyn Fn(usize, &crate::model::Messages) -> Result<P> + Sync),
     mut add: impl FnMut(P) -> Result<()>,
 ) -> Result<()> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -221,7 +222,7 @@ pub fn schedule_buckets<P: Send>(
                     || {
                         rows.and_then(|r| r.build()).and_then(|built| {
                             let (messages, counts) = built.split();
-                            let parts = compute(&messages)?;
+                            let parts = compute(k, &messages)?;
                             Ok((counts, parts))
                         })
                     },
@@ -319,7 +320,7 @@ mod tests {
             let mut loaded = spilled_day(&dir);
             before(&dir);
             let calls = AtomicUsize::new(0);
-            let compute = |_: &crate::model::Messages| -> Result<()> {
+            let compute = |_: usize, _: &crate::model::Messages| -> Result<()> {
                 if calls.fetch_add(1, Ordering::SeqCst) == fail_on_call {
                     panic!("injected");
                 }
@@ -395,7 +396,19 @@ mod tests {
         let added = |ahead: Option<usize>| {
             let dir = tempfile::tempdir().unwrap();
             let mut loaded = spilled_day(dir.path());
-            let compute = |m: &crate::model::Messages| -> Result<(Vec<String>, usize)> {
+            let shops: Vec<(Option<String>, Option<String>)> = (0..loaded.buckets())
+                .map(|k| {
+                    let (from, until) = loaded.bucket_shops(k);
+                    (from.map(str::to_string), until.map(str::to_string))
+                })
+                .collect();
+            let compute = |k: usize, m: &crate::model::Messages| -> Result<(Vec<String>, usize)> {
+                // Every shop of the bucket lies in its range.
+                let (from, until) = &shops[k];
+                for s in &m.shop_names {
+                    assert!(from.as_ref().is_none_or(|f| s >= f), "{s} below bucket {k}");
+                    assert!(until.as_ref().is_none_or(|u| s < u), "{s} above bucket {k}");
+                }
                 Ok((m.shop_names.clone(), m.len()))
             };
             let mut out = Vec::new();

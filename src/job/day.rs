@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use polars::prelude::DataFrame;
 
 use super::commit::{self, build_error};
-use super::scorecard::{self as score, BucketConsults, DayScore, ScoreTables};
+use super::scorecard::{self as score, BucketScorer, DayScore, ScoreTables};
 use super::{line, phase, windows, DaySummary, Phase, Progress, RunConfig};
 use crate::engine;
 use crate::error::{Error, Result};
@@ -79,14 +79,14 @@ struct DayTables<'a> {
 }
 
 /// Every platform's tables of one bucket: shop_daily, agent_daily, items
-/// (when written), the (counted, excluded) totals per metric and, with
-/// scorecard metrics, the bucket's consult buyer-days.
+/// (when written), with the scorecard's rows merged in, the (counted,
+/// excluded) totals per metric and the scorecard metrics' item counts.
 type Parts = (
     DataFrame,
     DataFrame,
-    Option<DataFrame>,
+    Option<output::encode::Encoded>,
     Vec<(u64, u64)>,
-    Option<BucketConsults>,
+    Option<Vec<u64>>,
 );
 
 /// Counts of window days that the read of a later day made (see
@@ -320,7 +320,7 @@ fn begin_tables<'a>(
             let tables = score_tables.of(&c.platform);
             let (mut scores, mut skipped) = (Vec::new(), Vec::new());
             for m in c.rules.scores_in_force(as_of) {
-                match score::skip_reason(m, tables.as_deref()) {
+                match score::skip_reason(m, tables.as_deref().map(|t| t.tables())) {
                     Some(note) => skipped.push((m.id.clone(), note)),
                     None => scores.push(m),
                 }
@@ -400,81 +400,107 @@ fn compute_tables(
                 }),
         )
         .collect();
-    let with_score: Vec<bool> = tables.iter().map(|t| t.score.is_some()).collect();
-    let compute = |msgs: &Messages| -> Result<Vec<Parts>> {
+    // The scorecard's workers, and each bucket's shops (see
+    // `input::Loaded::bucket_shops`): a bucket computes the scorecard of
+    // its range, so the buckets' ranges cover every shop of the tables.
+    let scorers: Vec<Option<BucketScorer>> = tables
+        .iter()
+        .map(|t| t.score.as_ref().map(DayScore::scorer))
+        .collect();
+    let score_columns: Vec<bool> = tables.iter().map(|t| t.score_columns).collect();
+    // A day without rows has no item, whatever the next day holds.
+    let empty_day = loaded.read_rows_on(day) == 0;
+    let ranges: Vec<(Option<String>, Option<String>)> = match empty_day {
+        true => vec![(None, None)],
+        false => (0..loaded.buckets())
+            .map(|k| {
+                let (from, until) = loaded.bucket_shops(k);
+                (from.map(str::to_string), until.map(str::to_string))
+            })
+            .collect(),
+    };
+    let compute = |k: usize, msgs: &Messages| -> Result<Vec<Parts>> {
         let ranks = specs
             .iter()
             .any(|(_, items)| *items)
             .then(|| output::NameRanks::of(msgs));
         let mut results = engine::compute_days(msgs, &sets, day);
         let mut consults = results.split_off(specs.len()).into_iter();
-        let consults: Vec<Option<BucketConsults>> = consult_refs
+        let consults: Vec<Option<engine::DayResult>> = consult_refs
             .iter()
-            .zip(&with_score)
-            .map(|(c, &with)| {
-                let r = if c.is_empty() { None } else { consults.next() };
-                with.then(|| score::bucket_consults(msgs, r.as_ref()))
-            })
+            .map(|c| if c.is_empty() { None } else { consults.next() })
             .collect();
+        let range = (ranges[k].0.as_deref(), ranges[k].1.as_deref());
         specs
             .iter()
             .zip(results)
             .zip(consults)
-            .map(|(((metrics, keep_items), result), consults)| {
-                let shop = output::shop_daily(msgs, metrics, &result)
-                    .map_err(|e| build_error("shop_daily", day, e))?;
-                let agent = output::agent_daily(msgs, metrics, &result)
-                    .map_err(|e| build_error("agent_daily", day, e))?;
-                let items = match (keep_items, &ranks) {
-                    (true, Some(ranks)) => Some(
-                        output::items(msgs, ranks, metrics, &result)
-                            .map_err(|e| build_error("items", day, e))?,
-                    ),
-                    _ => None,
-                };
-                let totals = result
-                    .totals
-                    .iter()
-                    .map(|m| (m.counted, m.excluded))
-                    .collect();
-                Ok((shop, agent, items, totals, consults))
-            })
+            .zip(scorers.iter().zip(&score_columns))
+            .map(
+                |((((metrics, keep_items), result), consults), (scorer, &columns))| {
+                    let mut shop = output::shop_daily(msgs, metrics, &result)
+                        .map_err(|e| build_error("shop_daily", day, e))?;
+                    let mut agent = output::agent_daily(msgs, metrics, &result)
+                        .map_err(|e| build_error("agent_daily", day, e))?;
+                    let mut items = match (keep_items, &ranks) {
+                        (true, Some(ranks)) => Some(
+                            output::items(msgs, ranks, metrics, &result)
+                                .map_err(|e| build_error("items", day, e))?,
+                        ),
+                        _ => None,
+                    };
+                    if let (true, Some(df)) = (columns, &mut items) {
+                        score::with_score_columns(df).map_err(|e| build_error("items", day, e))?;
+                    }
+                    let totals = result
+                        .totals
+                        .iter()
+                        .map(|m| (m.counted, m.excluded))
+                        .collect();
+                    let score_totals = match scorer {
+                        Some(s) => {
+                            let b = s
+                                .compute(range, msgs, consults.as_ref())
+                                .map_err(|e| build_error("shop_daily", day, e))?;
+                            let totals = b.totals.clone();
+                            b.merge_into(&mut shop, &mut agent, items.as_mut())
+                                .map_err(|e| build_error("shop_daily", day, e))?;
+                            Some(totals)
+                        }
+                        None => None,
+                    };
+                    // Encoded here, on the worker: the bucket's items wait for
+                    // their turn as compressed pages.
+                    let items = items
+                        .map(|df| output::encode::encode(&df))
+                        .transpose()
+                        .map_err(|e| build_error("items", day, e))?;
+                    Ok((shop, agent, items, totals, score_totals))
+                },
+            )
             .collect()
     };
     // Adds one bucket's tables, in bucket order, so that they stay sorted.
     let add = |tables: &mut [DayTables], parts: Vec<Parts>| -> Result<()> {
-        for (t, (mut shop, mut agent, mut items, totals, consults)) in tables.iter_mut().zip(parts)
-        {
+        for (t, (shop, agent, items, totals, score_totals)) in tables.iter_mut().zip(parts) {
             for (acc, m) in t.totals.iter_mut().zip(totals) {
                 acc.0 += m.0;
                 acc.1 += m.1;
             }
-            if t.score_columns {
-                if let Some(df) = &mut items {
-                    score::with_score_columns(df).map_err(|e| build_error("items", day, e))?;
-                }
-            }
-            if let (Some(s), Some(b)) = (&mut t.score, consults) {
-                s.merge(b, &mut shop, &mut agent, items.as_mut())
-                    .map_err(|e| build_error("shop_daily", day, e))?;
+            if let (Some(s), Some(n)) = (&mut t.score, score_totals) {
+                s.count(&n);
             }
             t.shop.push(shop);
             t.agent.push(agent);
-            if let (Some(w), Some(df)) = (&mut t.items, items) {
-                t.item_rows += df.height();
-                w.write(&df)?;
+            if let (Some(w), Some(encoded)) = (&mut t.items, items) {
+                t.item_rows += encoded.height();
+                w.write_encoded(encoded)?;
             }
         }
         Ok(())
     };
-    // A day without rows has no item, whatever the next day holds.
-    let empty_day = loaded.read_rows_on(day) == 0;
-    let buckets = if empty_day { 1 } else { loaded.buckets() };
-    for s in tables.iter_mut().filter_map(|t| t.score.as_mut()) {
-        s.set_buckets(buckets);
-    }
     if empty_day {
-        add(tables, compute(&Messages::default())?)?;
+        add(tables, compute(0, &Messages::default())?)?;
     } else {
         // Waiting results hold their items; without items they are small.
         let ahead = specs

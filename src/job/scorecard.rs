@@ -17,11 +17,14 @@ use crate::engine::DayResult as MessageResult;
 use crate::error::Result;
 use crate::model::{day_number, Messages};
 use crate::rules::{Metric, Policy, Responders, Unit, Unreplied};
-use crate::scorecard::{self, ConsultDay, DayIndex, LocalDays, ScoreKind, Table, Tables};
+use crate::scorecard::{
+    self, ConsultDay, DayIndex, DayOrdered, LocalDays, ScoreKind, ShopRange, Table, Tables,
+};
 
-/// The tables of each platform of the run (by platform name), loaded once.
+/// The tables of each platform of the run (by platform name), loaded and
+/// sorted by (day, shop) once.
 #[derive(Default)]
-pub(super) struct ScoreTables(BTreeMap<String, Arc<Tables>>);
+pub(super) struct ScoreTables(BTreeMap<String, Arc<DayOrdered>>);
 
 impl ScoreTables {
     /// Loads the tables `cfgs` were given, for the local days of `days`
@@ -37,7 +40,7 @@ impl ScoreTables {
         if !cfgs.iter().any(|c| c.tables.any()) {
             return Ok(out);
         }
-        let mut by_settings: Vec<(String, Arc<Tables>)> = Vec::new();
+        let mut by_settings: Vec<(String, Arc<DayOrdered>)> = Vec::new();
         for c in cfgs {
             let key = c.rules.input.canonical();
             if let Some((_, t)) = by_settings.iter().find(|(k, _)| *k == key) {
@@ -47,7 +50,7 @@ impl ScoreTables {
             let widest = c.rules.metrics.iter().map(|m| m.window_days).max();
             let back = widest.unwrap_or(1) as i32 - 1;
             let local = LocalDays::for_run(day_number(days.0) - back, day_number(days.1));
-            let t = Arc::new(load_tables(c, local, progress)?);
+            let t = Arc::new(DayOrdered::new(load_tables(c, local, progress)?));
             by_settings.push((key, t.clone()));
             out.0.insert(c.platform.clone(), t);
         }
@@ -55,7 +58,7 @@ impl ScoreTables {
     }
 
     /// The tables of a platform (`None` when the run was given none).
-    pub(super) fn of(&self, platform: &str) -> Option<Arc<Tables>> {
+    pub(super) fn of(&self, platform: &str) -> Option<Arc<DayOrdered>> {
         self.0.get(platform).cloned()
     }
 }
@@ -184,173 +187,200 @@ pub(super) fn consult_metrics(scores: &[&Metric]) -> Vec<Metric> {
     out
 }
 
-/// A consult buyer-day, owned (the bucket's names are gone by the time
-/// the bucket's rows are merged).
-pub(super) struct Consult {
-    /// Index into the consult metrics (its hours).
-    hours: usize,
-    shop: String,
-    buyer: String,
-    start: i64,
-    agent: String,
+/// What a bucket's worker needs to compute its scorecard (shared by the
+/// workers, read-only): the day's scorecard metrics, the consult metrics'
+/// hours and the tables.
+pub(super) struct BucketScorer<'a> {
+    metrics: Vec<&'a Metric>,
+    consult_hours: Vec<crate::rules::Hours>,
+    tables: Arc<DayOrdered>,
+    day: i32,
 }
 
-/// What a bucket hands to the merge: its consult buyer-days and the
-/// greatest shop name it holds (`None` for a bucket without messages).
-pub(super) struct BucketConsults {
-    consults: Vec<Consult>,
-    last_shop: Option<String>,
+/// One bucket's scorecard, computed by its worker: rows and items sorted
+/// as their tables are, to merge into the bucket's message frames, and the
+/// items counted per scorecard metric.
+pub(super) struct BucketScore {
+    shop: DataFrame,
+    agent: DataFrame,
+    items: DataFrame,
+    pub(super) totals: Vec<u64>,
 }
 
-/// The consult buyer-days of a bucket from the consult metrics' result.
-pub(super) fn bucket_consults(msgs: &Messages, r: Option<&MessageResult>) -> BucketConsults {
-    let consults = r
-        .map(|r| {
-            r.items
-                .iter()
-                .map(|it| Consult {
-                    hours: it.metric as usize,
-                    shop: msgs.shop_names[it.shop as usize].clone(),
-                    buyer: msgs.buyer_names[it.buyer as usize].clone(),
-                    start: it.start,
-                    agent: msgs.agent_names[it.agent as usize].clone(),
-                })
-                .collect()
+impl BucketScorer<'_> {
+    /// The scorecard of the shops `shops` (a bucket's range, whether or not
+    /// a shop has messages) from the tables' rows of the day and the
+    /// bucket's consult buyer-days (`consults`, the consult metrics'
+    /// result on `msgs`; `None` when there are no consult metrics).
+    pub(super) fn compute(
+        &self,
+        shops: ShopRange,
+        msgs: &Messages,
+        consults: Option<&MessageResult>,
+    ) -> PolarsResult<BucketScore> {
+        let index = DayIndex::of_rows(self.day, self.tables.day_rows(self.day, shops));
+        let mut rows = Rows::default();
+        let mut totals = vec![0; self.metrics.len()];
+        for (k, m) in self.metrics.iter().enumerate() {
+            let Some(def) = m.score_metric() else {
+                continue;
+            };
+            let hours = self.consult_hours.iter().position(|h| *h == m.hours);
+            let days: Vec<ConsultDay> = match (hours, consults) {
+                (Some(h), Some(r)) if def.kind.uses_consults() => r
+                    .items
+                    .iter()
+                    .filter(|it| it.metric as usize == h)
+                    .map(|it| ConsultDay {
+                        shop: &msgs.shop_names[it.shop as usize],
+                        buyer: &msgs.buyer_names[it.buyer as usize],
+                        start_utc_ms: it.start,
+                        agent: &msgs.agent_names[it.agent as usize],
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let Some(result) = index.compute(&def, &days) else {
+                continue;
+            };
+            totals[k] += result.items.len() as u64;
+            rows.add(m, result);
+        }
+        rows.sort();
+        Ok(BucketScore {
+            shop: rows.shop_frame()?,
+            agent: rows.agent_frame()?,
+            items: rows.items_frame()?,
+            totals,
         })
-        .unwrap_or_default();
-    BucketConsults {
-        consults,
-        last_shop: msgs.shop_names.iter().max().cloned(),
+    }
+}
+
+impl BucketScore {
+    /// Merges the rows into the bucket's message frames (keeping their
+    /// tables' order; a message row comes first on equal keys).
+    pub(super) fn merge_into(
+        self,
+        shop: &mut DataFrame,
+        agent: &mut DataFrame,
+        items: Option<&mut DataFrame>,
+    ) -> PolarsResult<()> {
+        merge_sorted(shop, self.shop, &["shop_id", "metric"])?;
+        merge_sorted(agent, self.agent, &["shop_id", "agent_id", "metric"])?;
+        if let Some(items) = items {
+            let keys = ["shop_id", "agent_id", "metric", "buyer_id", "start"];
+            merge_sorted(items, self.items, &keys)?;
+        }
+        Ok(())
     }
 }
 
 /// A platform's scorecard for one day: its metrics, tables and consult
-/// hours, and which shops earlier buckets took.
+/// metrics, and the items counted so far.
 pub(super) struct DayScore<'a> {
     pub(super) metrics: Vec<&'a Metric>,
     pub(super) consult: Vec<Metric>,
-    tables: Arc<Tables>,
+    tables: Arc<DayOrdered>,
     day: i32,
-    /// The greatest shop of the buckets merged so far.
-    done_up_to: Option<String>,
-    /// Buckets still to come (the last takes every remaining shop).
-    buckets_left: usize,
     /// (counted items) per metric, as the day's totals.
     pub(super) totals: Vec<u64>,
 }
 
 impl<'a> DayScore<'a> {
-    pub(super) fn new(metrics: Vec<&'a Metric>, tables: Arc<Tables>, day: NaiveDate) -> Self {
+    pub(super) fn new(metrics: Vec<&'a Metric>, tables: Arc<DayOrdered>, day: NaiveDate) -> Self {
         DayScore {
             consult: consult_metrics(&metrics),
             totals: vec![0; metrics.len()],
             metrics,
             tables,
             day: day_number(day),
-            done_up_to: None,
-            buckets_left: 1,
         }
     }
 
-    pub(super) fn set_buckets(&mut self, n: usize) {
-        self.buckets_left = n.max(1);
+    /// What the buckets' workers need.
+    pub(super) fn scorer(&self) -> BucketScorer<'a> {
+        BucketScorer {
+            metrics: self.metrics.clone(),
+            consult_hours: self.consult.iter().map(|c| c.hours).collect(),
+            tables: self.tables.clone(),
+            day: self.day,
+        }
     }
 
-    /// Merges the scorecard of the next bucket (in bucket order) into its
-    /// frames: the shops after the last bucket's up to this bucket's last
-    /// (every remaining shop for the last bucket).
-    pub(super) fn merge(
-        &mut self,
-        b: BucketConsults,
-        shop: &mut DataFrame,
-        agent: &mut DataFrame,
-        items: Option<&mut DataFrame>,
-    ) -> PolarsResult<()> {
-        self.buckets_left = self.buckets_left.saturating_sub(1);
-        let last = self.buckets_left == 0;
-        let hi = match (&b.last_shop, last) {
-            (_, true) => None,
-            (Some(s), false) => Some(s.clone()),
-            // A bucket without messages takes no shop.
-            (None, false) => return Ok(()),
-        };
-        let lo = self.done_up_to.clone();
-        let in_range = |s: &str| {
-            lo.as_deref().is_none_or(|lo| s > lo) && hi.as_deref().is_none_or(|hi| s <= hi)
-        };
-        if hi.is_some() {
-            self.done_up_to = hi.clone();
+    /// Adds a bucket's item counts.
+    pub(super) fn count(&mut self, totals: &[u64]) {
+        for (acc, n) in self.totals.iter_mut().zip(totals) {
+            *acc += n;
         }
-        let tables = subset(&self.tables, &in_range);
-        let index = DayIndex::new(self.day, &tables);
-        let mut rows = Rows::default();
-        for (k, m) in self.metrics.iter().enumerate() {
-            let Some(def) = m.score_metric() else {
-                continue;
-            };
-            let consults: Vec<ConsultDay> =
-                match self.consult.iter().position(|c| c.hours == m.hours) {
-                    Some(h) if def.kind.uses_consults() => b
-                        .consults
-                        .iter()
-                        .filter(|c| c.hours == h)
-                        .map(|c| ConsultDay {
-                            shop: &c.shop,
-                            buyer: &c.buyer,
-                            start_utc_ms: c.start,
-                            agent: &c.agent,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-            let Some(result) = index.compute(&def, &consults) else {
-                continue;
-            };
-            self.totals[k] += result.items.len() as u64;
-            rows.add(m, result);
-        }
-        if rows.shop.is_empty() && rows.items.is_empty() {
-            return Ok(());
-        }
-        merge_sorted(shop, rows.shop_frame()?, &["shop_id", "metric"])?;
-        merge_sorted(
-            agent,
-            rows.agent_frame()?,
-            &["shop_id", "agent_id", "metric"],
-        )?;
-        if let Some(items) = items {
-            let keys = ["shop_id", "agent_id", "metric", "buyer_id", "start"];
-            merge_sorted(items, rows.items_frame()?, &keys)?;
-        }
-        Ok(())
     }
 }
 
-/// The rows of the shops `keep` takes.
-fn subset(t: &Tables, keep: &dyn Fn(&str) -> bool) -> Tables {
-    fn part<R: Clone>(t: &Option<Table<R>>, keep: impl Fn(&R) -> bool) -> Option<Table<R>> {
-        t.as_ref().map(|t| Table {
-            rows: t.rows.iter().filter(|r| keep(r)).cloned().collect(),
-            stats: t.stats.clone(),
-        })
-    }
-    Tables {
-        orders: part(&t.orders, |r| keep(&r.shop)),
-        refunds: part(&t.refunds, |r| keep(&r.shop)),
-        complaints: part(&t.complaints, |r| keep(&r.shop)),
-        ratings: part(&t.ratings, |r| keep(&r.shop)),
-    }
-}
-
-/// `a` with `b`'s rows, sorted (stably) by `keys`: the tables' order (§5).
+/// `a` with `b`'s rows, both sorted by `keys` (strings or timestamps,
+/// without nulls, as polars sorts them: byte-wise, ascending), merged in
+/// one pass: `a`'s row first on equal keys, as a stable sort of `a` then
+/// `b` would have it.
 fn merge_sorted(a: &mut DataFrame, b: DataFrame, keys: &[&str]) -> PolarsResult<()> {
+    if b.height() == 0 {
+        return Ok(());
+    }
+    if a.height() == 0 {
+        *a = b;
+        return Ok(());
+    }
+    a.rechunk_mut();
+    let mut b = b;
+    b.rechunk_mut();
+    let (ka, kb) = (key_columns(a, keys)?, key_columns(&b, keys)?);
+    // Whether `b`'s row j sorts before `a`'s row i (strictly).
+    let before = |i: usize, j: usize| {
+        for (x, y) in ka.iter().zip(&kb) {
+            let o = match (x, y) {
+                (Key::Text(x), Key::Text(y)) => y.get(j).cmp(&x.get(i)),
+                (Key::Int(x), Key::Int(y)) => y.get(j).cmp(&x.get(i)),
+                _ => unreachable!("both frames have the same schema"),
+            };
+            if o != std::cmp::Ordering::Equal {
+                return o.is_lt();
+            }
+        }
+        false
+    };
+    let (na, nb) = (a.height(), b.height());
+    let mut order: Vec<IdxSize> = Vec::with_capacity(na + nb);
+    let (mut i, mut j) = (0, 0);
+    while i < na || j < nb {
+        if j < nb && (i == na || before(i, j)) {
+            order.push((na + j) as IdxSize);
+            j += 1;
+        } else {
+            order.push(i as IdxSize);
+            i += 1;
+        }
+    }
+    drop((ka, kb));
     a.vstack_mut_owned(b)?;
-    let sorted = a.sort(
-        keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-        SortMultipleOptions::default().with_maintain_order(true),
-    )?;
-    *a = sorted;
+    let idx = IdxCa::from_vec("".into(), order);
+    *a = a.take(&idx)?;
     Ok(())
+}
+
+/// A sort key column of [`merge_sorted`].
+enum Key<'f> {
+    Text(&'f StringChunked),
+    Int(Int64Chunked),
+}
+
+/// The columns `keys` of `df`, for comparing rows.
+fn key_columns<'f>(df: &'f DataFrame, keys: &[&str]) -> PolarsResult<Vec<Key<'f>>> {
+    keys.iter()
+        .map(|k| {
+            let c = df.column(k)?;
+            Ok(match c.dtype() {
+                DataType::String => Key::Text(c.str()?),
+                _ => Key::Int(c.to_physical_repr().i64()?.clone()),
+            })
+        })
+        .collect()
 }
 
 /// A row of `agent_daily`: shop, agent, metric, numerator, denominator,
@@ -359,15 +389,37 @@ type AgentRow = (String, String, String, i64, i64, Option<f64>, String);
 
 /// One bucket's scorecard rows, gathered over its metrics.
 #[derive(Default)]
-struct Rows {
+struct Rows<'m> {
     /// (shop, metric, numerator, denominator, value, rule_version)
     shop: Vec<(String, String, i64, i64, Option<f64>, String)>,
     agent: Vec<AgentRow>,
-    items: Vec<(String, scorecard::ScoreItem)>,
+    items: Vec<(&'m str, scorecard::ScoreItem)>,
 }
 
-impl Rows {
-    fn add(&mut self, m: &Metric, r: scorecard::DayResult) {
+/// The items' order in their table: shop, agent, metric, buyer, start.
+fn item_key<'a>(
+    (m, it): &'a (&str, scorecard::ScoreItem),
+) -> (&'a str, &'a str, &'a str, &'a str, i64) {
+    (
+        it.shop_id.as_str(),
+        it.agent_id.as_str(),
+        m,
+        it.buyer_id.as_str(),
+        it.start,
+    )
+}
+
+impl<'m> Rows<'m> {
+    /// Sorts the rows and items as their tables are (stably: items of equal
+    /// keys stay in the order found).
+    fn sort(&mut self) {
+        self.shop.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.agent
+            .sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+        self.items.sort_by(|a, b| item_key(a).cmp(&item_key(b)));
+    }
+
+    fn add(&mut self, m: &'m Metric, r: scorecard::DayResult) {
         let v = |n, d| m.value(n, d);
         for s in r.shop_rows() {
             self.shop.push((
@@ -391,7 +443,7 @@ impl Rows {
             ));
         }
         for it in r.items {
-            self.items.push((m.id.clone(), it));
+            self.items.push((m.id.as_str(), it));
         }
     }
 
@@ -471,7 +523,7 @@ impl Rows {
             Column::new("agent_id".into(), text(|it| &it.agent_id)),
             Column::new(
                 "metric".into(),
-                r.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+                r.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
             ),
             ts("start", r.iter().map(|(_, it)| Some(it.start)).collect())?,
             ts("reply", r.iter().map(|(_, it)| it.reply).collect())?,
@@ -510,16 +562,21 @@ impl Rows {
 /// the counted ms for mean latency), null for excluded items.
 pub(super) fn with_score_columns(df: &mut DataFrame) -> PolarsResult<()> {
     let n = df.height();
-    let passed = df.column("passed")?.bool()?.clone();
-    let counted_ms = df.column("counted_ms")?.i64()?.clone();
-    let excluded = df.column("excluded")?.str()?.clone();
-    let counted: Vec<Option<i64>> = (0..n)
-        .map(|i| match excluded.get(i) {
+    let passed = df.column("passed")?.bool()?;
+    let counted_ms = df.column("counted_ms")?.i64()?;
+    let excluded = df.column("excluded")?.str()?;
+    let counted: Int64Chunked = passed
+        .iter()
+        .zip(counted_ms.iter())
+        .zip(excluded.iter())
+        .map(|((passed, ms), excluded)| match excluded {
             Some(_) => None,
-            None => passed.get(i).map(i64::from).or(counted_ms.get(i)),
+            None => passed.map(i64::from).or(ms),
         })
         .collect();
     df.with_column(Column::new("order_id".into(), vec![None::<&str>; n]))?;
-    df.with_column(Column::new("counted".into(), counted))?;
+    df.with_column(Column::from(
+        counted.into_series().with_name("counted".into()),
+    ))?;
     Ok(())
 }

@@ -6,12 +6,15 @@
 //! - [`partition`]: where partitions live, their atomic staged writes (and
 //!   the removal of a table the run does not write), the
 //!   output directory's checks, lock and spill folder.
+//! - [`encode`]: a frame encoded to Parquet pages by a bucket's worker,
+//!   for [`StagedPartition::write_encoded`].
 //! - [`manifest`]: each partition's `_manifest.json`.
 //! - [`read`]: committed `shop_daily` partitions read back.
 //!
 //! The order in which a day's tables are committed is the job's (see
 //! `job::commit`).
 
+pub mod encode;
 pub mod items;
 pub mod manifest;
 pub mod partition;

@@ -15,8 +15,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::*;
 
+use super::encode::ROW_GROUP_ROWS;
 use super::TABLES;
 use crate::error::{Error, Result};
 use crate::shard::Shard;
@@ -188,9 +190,6 @@ pub fn remove_partition_file(
     Ok(())
 }
 
-/// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 512 * 512;
-
 /// A partition's data file being written in pieces (e.g. one per shop
 /// bucket, in order) to its hidden staging file; [`StagedPartition::commit`]
 /// renames it over the partition's file. Dropped uncommitted, the staging
@@ -205,7 +204,7 @@ pub struct StagedPartition {
     /// The file's bytes pass through `buffer` (kept here too, so that
     /// [`StagedPartition::commit`] flushes it and sees the error).
     buffer: Option<Buffered>,
-    writer: Option<polars::io::parquet::write::BatchedWriter<Buffered>>,
+    writer: Option<BatchedWriter<Buffered>>,
     committed: bool,
 }
 
@@ -267,6 +266,34 @@ impl StagedPartition {
 
     /// Appends `df`'s rows (every piece must have the same schema).
     pub fn write(&mut self, df: &DataFrame) -> Result<()> {
+        let staged = self.staged.clone();
+        let w = self.writer(df.schema())?;
+        let mut offset = 0;
+        while offset < df.height() {
+            let mut piece = df.slice(offset as i64, ROW_GROUP_ROWS);
+            piece.rechunk_mut_par();
+            w.write_batch(&piece)
+                .map_err(|e| io_err("write", &staged, &e))?;
+            offset += ROW_GROUP_ROWS;
+        }
+        Ok(())
+    }
+
+    /// Appends row groups encoded elsewhere ([`super::encode::encode`]):
+    /// the same bytes [`StagedPartition::write`] writes of their frame.
+    pub fn write_encoded(&mut self, e: super::encode::Encoded) -> Result<()> {
+        let staged = self.staged.clone();
+        let w = self.writer(&e.schema)?;
+        for (rows, pages) in &e.groups {
+            w.write_row_group(*rows, pages)
+                .map_err(|e| io_err("write", &staged, &e))?;
+        }
+        Ok(())
+    }
+
+    /// The file's Parquet writer, made at the first write (its schema that
+    /// of the first frame).
+    fn writer(&mut self, schema: &Schema) -> Result<&mut BatchedWriter<Buffered>> {
         if let Some(e) = injected_fault(&self.table) {
             return Err(io_err("write", &self.staged, &e));
         }
@@ -282,21 +309,12 @@ impl StagedPartition {
             )));
             let w = ParquetWriter::new(buffer.clone())
                 .with_statistics(StatisticsOptions::full())
-                .batched(df.schema())
+                .batched(schema)
                 .map_err(|e| io_err("write", &self.staged, &e))?;
             self.buffer = Some(buffer);
             self.writer = Some(w);
         }
-        let w = self.writer.as_mut().expect("created above");
-        let mut offset = 0;
-        while offset < df.height() {
-            let mut piece = df.slice(offset as i64, ROW_GROUP_ROWS);
-            piece.rechunk_mut_par();
-            w.write_batch(&piece)
-                .map_err(|e| io_err("write", &self.staged, &e))?;
-            offset += ROW_GROUP_ROWS;
-        }
-        Ok(())
+        Ok(self.writer.as_mut().expect("created above"))
     }
 
     /// Finishes the file, makes it durable and renames it over the

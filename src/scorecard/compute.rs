@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::rules::Hours;
 
+use super::index::DayRows;
 use super::tables::{Order, Rating, Tables};
 
 /// The seven scorecard kinds.
@@ -204,10 +205,11 @@ pub fn missing_tables(kind: ScoreKind, tables: &Tables) -> Vec<&'static str> {
 }
 
 /// The tables' rows of one local day D, indexed for the metrics of D. Build
-/// it once per day and compute every metric from it.
+/// it once per day (or per shop range of a day) and compute every metric
+/// from it.
 pub struct DayIndex<'t> {
     day: i32,
-    tables: &'t Tables,
+    rows: DayRows<'t>,
     /// (shop, buyer) → the qualifying orders paid on D or D+1, by
     /// (paid_ts, input order).
     orders: HashMap<(&'t str, &'t str), Vec<&'t Order>>,
@@ -216,30 +218,36 @@ pub struct DayIndex<'t> {
 }
 
 impl<'t> DayIndex<'t> {
+    /// The index of day `day` of `tables`, their rows in any order.
     pub fn new(day: i32, tables: &'t Tables) -> DayIndex<'t> {
+        DayIndex::of_rows(day, DayRows::filtered(day, tables))
+    }
+
+    /// The index of `rows`, the rows of day `day` (of some shops): within
+    /// a shop, in input order.
+    pub fn of_rows(day: i32, rows: DayRows<'t>) -> DayIndex<'t> {
         let mut orders: HashMap<_, Vec<&Order>> = HashMap::new();
-        for o in tables.orders.iter().flat_map(|t| &t.rows) {
-            if o.grouped && (o.paid.day == day || o.paid.day == day + 1) {
+        for &o in rows.orders.iter().flatten() {
+            if o.grouped {
                 orders
                     .entry((o.shop.as_str(), o.buyer.as_str()))
                     .or_default()
                     .push(o);
             }
         }
-        // Stable: ties keep input order.
+        // Stable: ties keep input order (equal instants share their day).
         for v in orders.values_mut() {
             v.sort_by_key(|o| o.paid.utc);
         }
-        let complained = tables
+        let complained = rows
             .complaints
             .iter()
-            .flat_map(|t| &t.rows)
-            .filter(|c| c.ts.day == day)
+            .flatten()
             .map(|c| (c.shop.as_str(), c.buyer.as_str()))
             .collect();
         DayIndex {
             day,
-            tables,
+            rows,
             orders,
             complained,
         }
@@ -249,7 +257,7 @@ impl<'t> DayIndex<'t> {
     /// (skipped: no rows, no items). `consults` matter only to the kinds of
     /// [`ScoreKind::uses_consults`].
     pub fn compute(&self, metric: &ScoreMetric, consults: &[ConsultDay]) -> Option<DayResult> {
-        if !missing_tables(metric.kind, self.tables).is_empty() {
+        if !self.rows.has(metric.kind) {
             return None;
         }
         let mut acc = Acc::default();
@@ -319,13 +327,13 @@ impl<'t> DayIndex<'t> {
     /// tested on `finished_ts` and on `paid_ts`.
     fn disputes(&self, hours: Hours, acc: &mut Acc) {
         let in_hours = |tod: i32| hours.contains(tod as i64);
-        for r in self.tables.refunds.iter().flat_map(|t| &t.rows) {
-            if r.finished.day == self.day && in_hours(r.finished.tod) {
+        for r in self.rows.refunds.iter().flatten() {
+            if in_hours(r.finished.tod) {
                 let row = acc.row(&r.shop, "");
                 row.0 += (r.platform_judged && r.merchant_liable) as i64;
             }
         }
-        for o in self.tables.orders.iter().flat_map(|t| &t.rows) {
+        for o in self.rows.orders.iter().flatten() {
             if o.grouped && o.paid.day == self.day && in_hours(o.paid.tod) {
                 acc.row(&o.shop, "").1 += 1;
             }
@@ -334,8 +342,8 @@ impl<'t> DayIndex<'t> {
 
     /// `refund_time`: `success` refunds finished on D in hours.
     fn refund_time(&self, hours: Hours, acc: &mut Acc) {
-        for r in self.tables.refunds.iter().flat_map(|t| &t.rows) {
-            if r.finished.day != self.day || !hours.contains(r.finished.tod as i64) {
+        for r in self.rows.refunds.iter().flatten() {
+            if !hours.contains(r.finished.tod as i64) {
                 continue;
             }
             let ms = r.finished.utc - r.requested_utc;
@@ -361,8 +369,8 @@ impl<'t> DayIndex<'t> {
     fn ratings(&self, m: &ScoreMetric, acc: &mut Acc) {
         let mut last: HashMap<(&str, &str, &str), &Rating> = HashMap::new();
         let mut order: Vec<(&str, &str, &str)> = Vec::new();
-        for r in self.tables.ratings.iter().flat_map(|t| &t.rows) {
-            if r.ts.day != self.day || !m.hours.contains(r.ts.tod as i64) {
+        for &r in self.rows.ratings.iter().flatten() {
+            if !m.hours.contains(r.ts.tod as i64) {
                 continue;
             }
             let key = (r.shop.as_str(), r.buyer.as_str(), r.agent.as_str());

@@ -4,6 +4,8 @@
 //! - [`money`]: amounts to exact integer fen.
 //! - [`tables`]: reading orders, refunds, complaints and ratings (bad rows,
 //!   de-duplication, the local days a run needs).
+//! - [`index`]: the tables sorted by (day, shop) once per run, and the
+//!   rows of one day's shop range.
 //! - [`compute`]: one day's metrics from those tables and the day's consult
 //!   buyer-days, which the message engine supplies.
 //!
@@ -11,6 +13,7 @@
 //! `input::discover` only; rules, job and output call into it.
 
 pub mod compute;
+pub mod index;
 pub mod money;
 mod read;
 pub mod tables;
@@ -19,6 +22,7 @@ pub use compute::{
     alert_fires, missing_tables, value, AlertWhen, ConsultDay, DayIndex, DayResult, ScoreItem,
     ScoreKind, ScoreMetric, ScoreRow,
 };
+pub use index::{DayOrdered, DayRows, ShopRange};
 pub use read::LocalTime;
 pub use tables::{
     load_complaints, load_orders, load_ratings, load_refunds, table_files, Complaint, LocalDays,
