@@ -9,7 +9,7 @@
 #
 # Data: `kefu gen --days 2 --shops 4000 --start 2024-05-16`, shuffled, in
 # parts of at most 10M rows with seeds 1, 2, ... (msg_ids carry the seed, so
-# the parts are one table); kept in benches/data/scale/ while src/gen.rs is
+# the parts are one table); kept in benches/data/scale/ while src/gen/ is
 # unchanged. 100M rows need ~2 GB of input and ~6 GB free disk for spilling
 # (under the output folder).
 set -euo pipefail
@@ -24,7 +24,7 @@ log() { echo "scale: $*" >&2; }
 (cd "$ROOT" && cargo build --release -q)
 KEFU=$CARGO_TARGET_DIR/release/kefu
 [ -x /usr/bin/time ] || { echo "scale: needs GNU time (/usr/bin/time)" >&2; exit 2; }
-GEN_HASH=$(sha256sum "$ROOT/src/gen.rs" | cut -c1-16)
+GEN_HASH=$(cat "$ROOT"/src/gen/*.rs | sha256sum | cut -c1-16)
 
 part() { # millions seed -> path
     local f=$DATA/rows${1}M-seed$2.parquet

@@ -67,32 +67,45 @@ impl ScoreTables {
 fn load_tables(c: &RunConfig, days: LocalDays, progress: Progress) -> Result<Tables> {
     let input = &c.rules.input;
     let p = &c.tables;
-    let mut t = Tables::default();
-    if let Some(path) = &p.orders {
-        t.orders = Some(own(
-            c,
-            scorecard::load_orders(path, &input.orders, input, days)?,
-            |r| &r.shop,
-        ));
-    }
-    if let Some(path) = &p.refunds {
-        t.refunds = Some(own(
-            c,
-            scorecard::load_refunds(path, &input.refunds, input, days)?,
-            |r| &r.shop,
-        ));
-    }
-    if let Some(path) = &p.complaints {
-        let table = scorecard::load_complaints(path, &input.complaints, input, days)?;
-        t.complaints = Some(own(c, table, |r| &r.shop));
-    }
-    if let Some(path) = &p.ratings {
-        t.ratings = Some(own(
-            c,
-            scorecard::load_ratings(path, &input.ratings, input, days)?,
-            |r| &r.shop,
-        ));
-    }
+    // The four tables are read side by side (each read is one thread's
+    // work but for polars' decoding); a failure is the first table's in
+    // this order, as if they were read one after another.
+    let ((orders, refunds), (complaints, ratings)) = rayon::join(
+        || {
+            rayon::join(
+                || {
+                    p.orders
+                        .as_ref()
+                        .map(|path| scorecard::load_orders(path, &input.orders, input, days))
+                },
+                || {
+                    p.refunds
+                        .as_ref()
+                        .map(|path| scorecard::load_refunds(path, &input.refunds, input, days))
+                },
+            )
+        },
+        || {
+            rayon::join(
+                || {
+                    p.complaints.as_ref().map(|path| {
+                        scorecard::load_complaints(path, &input.complaints, input, days)
+                    })
+                },
+                || {
+                    p.ratings
+                        .as_ref()
+                        .map(|path| scorecard::load_ratings(path, &input.ratings, input, days))
+                },
+            )
+        },
+    );
+    let t = Tables {
+        orders: orders.transpose()?.map(|t| own(c, t, |r| &r.shop)),
+        refunds: refunds.transpose()?.map(|t| own(c, t, |r| &r.shop)),
+        complaints: complaints.transpose()?.map(|t| own(c, t, |r| &r.shop)),
+        ratings: ratings.transpose()?.map(|t| own(c, t, |r| &r.shop)),
+    };
     let stats = [
         ("orders", t.orders.as_ref().map(|x| &x.stats)),
         ("refunds", t.refunds.as_ref().map(|x| &x.stats)),
@@ -393,20 +406,21 @@ struct Rows<'m> {
     /// (shop, metric, numerator, denominator, value, rule_version)
     shop: Vec<(String, String, i64, i64, Option<f64>, String)>,
     agent: Vec<AgentRow>,
-    items: Vec<(&'m str, scorecard::ScoreItem)>,
+    items: Vec<(&'m str, scorecard::ScoreItem<'m>)>,
 }
 
-/// The items' order in their table: shop, agent, metric, buyer, start.
-fn item_key<'a>(
-    (m, it): &'a (&str, scorecard::ScoreItem),
-) -> (&'a str, &'a str, &'a str, &'a str, i64) {
-    (
-        it.shop_id.as_str(),
-        it.agent_id.as_str(),
-        m,
-        it.buyer_id.as_str(),
-        it.start,
-    )
+/// Each distinct name's rank among `names` in byte-wise order.
+fn ranks<'a>(names: impl Iterator<Item = &'a str>) -> PlHashMap<&'a str, u32> {
+    let mut rank: PlHashMap<&str, u32> = PlHashMap::default();
+    for n in names {
+        rank.entry(n).or_insert(0);
+    }
+    let mut sorted: Vec<&str> = rank.keys().copied().collect();
+    sorted.sort_unstable();
+    for (r, n) in sorted.into_iter().enumerate() {
+        rank.insert(n, r as u32);
+    }
+    rank
 }
 
 impl<'m> Rows<'m> {
@@ -416,10 +430,31 @@ impl<'m> Rows<'m> {
         self.shop.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         self.agent
             .sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
-        self.items.sort_by(|a, b| item_key(a).cmp(&item_key(b)));
+        // By integer keys: each name's rank among the bucket's names of its
+        // column (byte-wise, as the table is sorted), then the position, so
+        // that equal keys keep the order found.
+        let items = &self.items;
+        let shop = ranks(items.iter().map(|(_, it)| it.shop_id));
+        let agent = ranks(items.iter().map(|(_, it)| it.agent_id));
+        let metric = ranks(items.iter().map(|(m, _)| *m));
+        let buyer = ranks(items.iter().map(|(_, it)| it.buyer_id));
+        let mut keys: Vec<(u64, u64, i64, u32)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (m, it))| {
+                (
+                    (shop[it.shop_id] as u64) << 32 | agent[it.agent_id] as u64,
+                    (metric[m] as u64) << 32 | buyer[it.buyer_id] as u64,
+                    it.start,
+                    i as u32,
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        self.items = keys.into_iter().map(|k| items[k.3 as usize]).collect();
     }
 
-    fn add(&mut self, m: &'m Metric, r: scorecard::DayResult) {
+    fn add(&mut self, m: &'m Metric, r: scorecard::DayResult<'m>) {
         let v = |n, d| m.value(n, d);
         for s in r.shop_rows() {
             self.shop.push((
@@ -514,13 +549,13 @@ impl<'m> Rows<'m> {
                 Some(TimeZone::UTC),
             ))
         };
-        let text = |f: fn(&scorecard::ScoreItem) -> &str| {
+        let text = |f: fn(&scorecard::ScoreItem<'m>) -> &'m str| {
             r.iter().map(|(_, it)| f(it)).collect::<Vec<_>>()
         };
         DataFrame::new_infer_height(vec![
-            Column::new("shop_id".into(), text(|it| &it.shop_id)),
-            Column::new("buyer_id".into(), text(|it| &it.buyer_id)),
-            Column::new("agent_id".into(), text(|it| &it.agent_id)),
+            Column::new("shop_id".into(), text(|it| it.shop_id)),
+            Column::new("buyer_id".into(), text(|it| it.buyer_id)),
+            Column::new("agent_id".into(), text(|it| it.agent_id)),
             Column::new(
                 "metric".into(),
                 r.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
@@ -545,9 +580,7 @@ impl<'m> Rows<'m> {
             ),
             Column::new(
                 "order_id".into(),
-                r.iter()
-                    .map(|(_, it)| it.order_id.as_deref())
-                    .collect::<Vec<_>>(),
+                r.iter().map(|(_, it)| it.order_id).collect::<Vec<_>>(),
             ),
             Column::new(
                 "counted".into(),

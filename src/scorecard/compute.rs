@@ -2,7 +2,7 @@
 //! day's consult buyer-days (which the message engine finds), the rows per
 //! (shop, agent) and the drill-down items.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use polars::prelude::{PlHashMap, PlHashSet};
 
 use crate::rules::Hours;
 
@@ -95,12 +95,13 @@ pub struct ConsultDay<'a> {
     pub agent: &'a str,
 }
 
-/// One drill-down row (§5 `items` plus §8.2's `order_id` and `counted`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScoreItem {
-    pub shop_id: String,
-    pub buyer_id: String,
-    pub agent_id: String,
+/// One drill-down row (§5 `items` plus §8.2's `order_id` and `counted`),
+/// its names borrowed from the tables' rows and the consult buyer-days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScoreItem<'a> {
+    pub shop_id: &'a str,
+    pub buyer_id: &'a str,
+    pub agent_id: &'a str,
     pub start: i64,
     pub reply: Option<i64>,
     pub latency_ms: Option<i64>,
@@ -108,7 +109,7 @@ pub struct ScoreItem {
     pub passed: Option<bool>,
     /// Always `None`: the scorecard kinds exclude nothing.
     pub excluded: Option<&'static str>,
-    pub order_id: Option<String>,
+    pub order_id: Option<&'a str>,
     /// What the item added to the numerator.
     pub counted: Option<i64>,
 }
@@ -125,12 +126,12 @@ pub struct ScoreRow {
 /// One metric's result for one day: rows sorted by (shop, agent), only
 /// those §8.2 keeps; items in the order found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DayResult {
+pub struct DayResult<'a> {
     pub rows: Vec<ScoreRow>,
-    pub items: Vec<ScoreItem>,
+    pub items: Vec<ScoreItem<'a>>,
 }
 
-impl DayResult {
+impl DayResult<'_> {
     /// The shop-level rows: the agent rows summed (they add up, §5).
     pub fn shop_rows(&self) -> Vec<ScoreRow> {
         let mut out: Vec<ScoreRow> = Vec::new();
@@ -212,9 +213,9 @@ pub struct DayIndex<'t> {
     rows: DayRows<'t>,
     /// (shop, buyer) → the qualifying orders paid on D or D+1, by
     /// (paid_ts, input order).
-    orders: HashMap<(&'t str, &'t str), Vec<&'t Order>>,
+    orders: PlHashMap<(&'t str, &'t str), Vec<&'t Order>>,
     /// (shop, buyer) with a complaint on D.
-    complained: HashSet<(&'t str, &'t str)>,
+    complained: PlHashSet<(&'t str, &'t str)>,
 }
 
 impl<'t> DayIndex<'t> {
@@ -226,7 +227,7 @@ impl<'t> DayIndex<'t> {
     /// The index of `rows`, the rows of day `day` (of some shops): within
     /// a shop, in input order.
     pub fn of_rows(day: i32, rows: DayRows<'t>) -> DayIndex<'t> {
-        let mut orders: HashMap<_, Vec<&Order>> = HashMap::new();
+        let mut orders: PlHashMap<_, Vec<&Order>> = PlHashMap::default();
         for &o in rows.orders.iter().flatten() {
             if o.grouped {
                 orders
@@ -256,7 +257,11 @@ impl<'t> DayIndex<'t> {
     /// One metric of the day; `None` when a table it needs was not given
     /// (skipped: no rows, no items). `consults` matter only to the kinds of
     /// [`ScoreKind::uses_consults`].
-    pub fn compute(&self, metric: &ScoreMetric, consults: &[ConsultDay]) -> Option<DayResult> {
+    pub fn compute<'a>(
+        &'a self,
+        metric: &ScoreMetric,
+        consults: &[ConsultDay<'a>],
+    ) -> Option<DayResult<'a>> {
         if !self.rows.has(metric.kind) {
             return None;
         }
@@ -283,7 +288,7 @@ impl<'t> DayIndex<'t> {
     }
 
     /// `conversion`, `order_value`, `order_items` for one consult buyer-day.
-    fn sale(&self, kind: ScoreKind, c: &ConsultDay, acc: &mut Acc) {
+    fn sale<'a>(&'a self, kind: ScoreKind, c: &ConsultDay<'a>, acc: &mut Acc<'a>) {
         let orders = self
             .orders
             .get(&(c.shop, c.buyer))
@@ -315,7 +320,7 @@ impl<'t> DayIndex<'t> {
         if let Some(o) = first {
             item.reply = Some(o.paid.utc);
             item.latency_ms = Some(o.paid.utc - c.start_utc_ms);
-            item.order_id = Some(o.order_id.clone());
+            item.order_id = Some(o.order_id.as_str());
         }
         if kind == ScoreKind::Conversion {
             item.passed = Some(first.is_some());
@@ -325,7 +330,7 @@ impl<'t> DayIndex<'t> {
 
     /// `dispute_refund_rate`: two counts per shop, no items. Hours are
     /// tested on `finished_ts` and on `paid_ts`.
-    fn disputes(&self, hours: Hours, acc: &mut Acc) {
+    fn disputes<'a>(&'a self, hours: Hours, acc: &mut Acc<'a>) {
         let in_hours = |tod: i32| hours.contains(tod as i64);
         for r in self.rows.refunds.iter().flatten() {
             if in_hours(r.finished.tod) {
@@ -341,23 +346,23 @@ impl<'t> DayIndex<'t> {
     }
 
     /// `refund_time`: `success` refunds finished on D in hours.
-    fn refund_time(&self, hours: Hours, acc: &mut Acc) {
+    fn refund_time<'a>(&'a self, hours: Hours, acc: &mut Acc<'a>) {
         for r in self.rows.refunds.iter().flatten() {
             if !hours.contains(r.finished.tod as i64) {
                 continue;
             }
             let ms = r.finished.utc - r.requested_utc;
             let item = ScoreItem {
-                shop_id: r.shop.clone(),
-                buyer_id: String::new(),
-                agent_id: String::new(),
+                shop_id: &r.shop,
+                buyer_id: "",
+                agent_id: "",
                 start: r.requested_utc,
                 reply: Some(r.finished.utc),
                 latency_ms: Some(ms),
                 counted_ms: Some(ms),
                 passed: None,
                 excluded: None,
-                order_id: Some(r.order_id.clone()),
+                order_id: Some(&r.order_id),
                 counted: Some(ms),
             };
             acc.add(&r.shop, "", ms, item);
@@ -366,8 +371,8 @@ impl<'t> DayIndex<'t> {
 
     /// `rating_share`: per (shop, buyer, agent) of D, the last in-hours
     /// rating by `ts` (ties: the last in input order).
-    fn ratings(&self, m: &ScoreMetric, acc: &mut Acc) {
-        let mut last: HashMap<(&str, &str, &str), &Rating> = HashMap::new();
+    fn ratings<'a>(&'a self, m: &ScoreMetric, acc: &mut Acc<'a>) {
+        let mut last: PlHashMap<(&str, &str, &str), &Rating> = PlHashMap::default();
         let mut order: Vec<(&str, &str, &str)> = Vec::new();
         for &r in self.rows.ratings.iter().flatten() {
             if !m.hours.contains(r.ts.tod as i64) {
@@ -387,9 +392,9 @@ impl<'t> DayIndex<'t> {
             let r = last[&key];
             let passed = m.scores.contains(&r.score) && (r.resolved || !m.resolved_only);
             let item = ScoreItem {
-                shop_id: r.shop.clone(),
-                buyer_id: r.buyer.clone(),
-                agent_id: r.agent.clone(),
+                shop_id: &r.shop,
+                buyer_id: &r.buyer,
+                agent_id: &r.agent,
                 start: r.ts.utc,
                 reply: None,
                 latency_ms: None,
@@ -405,11 +410,11 @@ impl<'t> DayIndex<'t> {
 }
 
 /// An item of a consult buyer-day, before its kind fills it in.
-fn consult_item(c: &ConsultDay) -> ScoreItem {
+fn consult_item<'a>(c: &ConsultDay<'a>) -> ScoreItem<'a> {
     ScoreItem {
-        shop_id: c.shop.to_string(),
-        buyer_id: c.buyer.to_string(),
-        agent_id: c.agent.to_string(),
+        shop_id: c.shop,
+        buyer_id: c.buyer,
+        agent_id: c.agent,
         start: c.start_utc_ms,
         reply: None,
         latency_ms: None,
@@ -423,21 +428,19 @@ fn consult_item(c: &ConsultDay) -> ScoreItem {
 
 /// Sums per (shop, agent) and the items, while a metric is computed.
 #[derive(Default)]
-struct Acc {
-    rows: BTreeMap<(String, String), (i64, i64)>,
-    items: Vec<ScoreItem>,
+struct Acc<'a> {
+    rows: PlHashMap<(&'a str, &'a str), (i64, i64)>,
+    items: Vec<ScoreItem<'a>>,
 }
 
-impl Acc {
-    fn row(&mut self, shop: &str, agent: &str) -> &mut (i64, i64) {
-        self.rows
-            .entry((shop.to_string(), agent.to_string()))
-            .or_default()
+impl<'a> Acc<'a> {
+    fn row(&mut self, shop: &'a str, agent: &'a str) -> &mut (i64, i64) {
+        self.rows.entry((shop, agent)).or_default()
     }
 
     /// An item counting `counted` into the numerator and 1 into the
     /// denominator.
-    fn add(&mut self, shop: &str, agent: &str, counted: i64, mut item: ScoreItem) {
+    fn add(&mut self, shop: &'a str, agent: &'a str, counted: i64, mut item: ScoreItem<'a>) {
         let r = self.row(shop, agent);
         r.0 += counted;
         r.1 += 1;
@@ -445,16 +448,20 @@ impl Acc {
         self.items.push(item);
     }
 
-    /// The rows §8.2 keeps: denominator > 0, or (`either`) numerator or
-    /// denominator > 0.
-    fn finish(self, either: bool) -> DayResult {
-        let rows = self
+    /// The rows §8.2 keeps (denominator > 0, or, `either`, numerator or
+    /// denominator > 0), sorted by (shop, agent).
+    fn finish(self, either: bool) -> DayResult<'a> {
+        let mut kept: Vec<_> = self
             .rows
             .into_iter()
             .filter(|(_, (n, d))| *d > 0 || (either && *n > 0))
-            .map(|((shop_id, agent_id), (numerator, denominator))| ScoreRow {
-                shop_id,
-                agent_id,
+            .collect();
+        kept.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let rows = kept
+            .into_iter()
+            .map(|((shop, agent), (numerator, denominator))| ScoreRow {
+                shop_id: shop.to_string(),
+                agent_id: agent.to_string(),
                 numerator,
                 denominator,
             })

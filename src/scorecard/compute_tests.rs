@@ -84,9 +84,8 @@ fn with_orders(rows: Vec<Order>) -> Tables {
 
 /// (numerator, denominator) of the shop.
 fn nd(t: &Tables, kind: ScoreKind, consults: &[ConsultDay]) -> Option<(i64, i64)> {
-    let r = DayIndex::new(d(), t)
-        .compute(&metric(kind), consults)
-        .unwrap();
+    let ix = DayIndex::new(d(), t);
+    let r = ix.compute(&metric(kind), consults).unwrap();
     r.shop_rows().first().map(|r| (r.numerator, r.denominator))
 }
 
@@ -96,14 +95,13 @@ fn example_1_pays_after_midnight() {
     let c = [consult("A", at(0, "22:10"))];
     assert_eq!(nd(&t, ScoreKind::Conversion, &c), Some((1, 1)));
     assert_eq!(nd(&t, ScoreKind::OrderValue, &c), Some((5990, 1)));
-    let r = DayIndex::new(d(), &t)
-        .compute(&metric(ScoreKind::OrderValue), &c)
-        .unwrap();
+    let ix = DayIndex::new(d(), &t);
+    let r = ix.compute(&metric(ScoreKind::OrderValue), &c).unwrap();
     assert_eq!(value(ScoreKind::OrderValue, 5990, 1), Some(59.9));
     let item = &r.items[0];
     assert_eq!(item.reply, Some(at(1, "00:30").utc));
     assert_eq!(item.latency_ms, Some(140 * 60_000));
-    assert_eq!(item.order_id.as_deref(), Some("o1"));
+    assert_eq!(item.order_id, Some("o1"));
     assert_eq!((item.counted, item.passed), (Some(5990), None));
     assert_eq!(r.rows[0].agent_id, "a1");
 }
@@ -218,12 +216,12 @@ fn example_7_refund_time_and_dispute() {
     assert_eq!(rt.rows[0].numerator, 270_000_000);
     assert_eq!(value(ScoreKind::RefundTime, 270_000_000, 1), Some(270000.0));
     let it = &rt.items[0];
-    assert_eq!((it.buyer_id.as_str(), it.agent_id.as_str()), ("", ""));
+    assert_eq!((it.buyer_id, it.agent_id), ("", ""));
     assert_eq!(
         (it.latency_ms, it.counted_ms, it.counted),
         (Some(270_000_000), Some(270_000_000), Some(270_000_000))
     );
-    assert_eq!(it.order_id.as_deref(), Some("o9"));
+    assert_eq!(it.order_id, Some("o9"));
     assert_eq!(at(0, "15:00").utc - at(-3, "09:00").utc, 78 * 3_600_000);
     let dr = ix
         .compute(&metric(ScoreKind::DisputeRefundRate), &[])
@@ -280,10 +278,9 @@ fn first_order_ties_by_input_order() {
         order("A", "y", 100, at(0, "11:00")),
     ]);
     let c = [consult("A", at(0, "10:00"))];
-    let r = DayIndex::new(d(), &t)
-        .compute(&metric(ScoreKind::Conversion), &c)
-        .unwrap();
-    assert_eq!(r.items[0].order_id.as_deref(), Some("x"));
+    let ix = DayIndex::new(d(), &t);
+    let r = ix.compute(&metric(ScoreKind::Conversion), &c).unwrap();
+    assert_eq!(r.items[0].order_id, Some("x"));
     assert_eq!(r.items[0].passed, Some(true));
 }
 

@@ -108,14 +108,21 @@ impl DayOrdered {
     /// Sorts every table's rows (stably, so input order stays within a
     /// day and shop).
     pub fn new(mut t: Tables) -> DayOrdered {
-        fn sort<R: Dated + Send>(t: &mut Option<Table<R>>) {
-            if let Some(t) = t {
-                t.rows.par_sort_by(|a, b| {
-                    a.day()
-                        .cmp(&b.day())
-                        .then_with(|| a.shop().as_bytes().cmp(b.shop().as_bytes()))
-                });
-            }
+        // By position, then the rows moved into place: a row is large, its
+        // key a day and a reference; the position as the last key keeps the
+        // sort stable.
+        fn sort<R: Dated + Send + Sync>(t: &mut Option<Table<R>>) {
+            let Some(t) = t else { return };
+            let rows = &t.rows;
+            let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+            order.par_sort_unstable_by(|&a, &b| {
+                let (x, y) = (&rows[a as usize], &rows[b as usize]);
+                x.day()
+                    .cmp(&y.day())
+                    .then_with(|| x.shop().as_bytes().cmp(y.shop().as_bytes()))
+                    .then(a.cmp(&b))
+            });
+            permute(&mut t.rows, order);
         }
         sort(&mut t.orders);
         sort(&mut t.refunds);
@@ -151,6 +158,25 @@ impl DayOrdered {
     }
 }
 
+/// Puts `rows` in the order `order` gives (`order[k]`: the row that goes to
+/// place `k`), in place, one cycle of swaps at a time (no second copy of a
+/// table).
+fn permute<R>(rows: &mut [R], mut order: Vec<u32>) {
+    const DONE: u32 = u32::MAX;
+    for i in 0..rows.len() {
+        let mut j = i;
+        while order[j] != DONE {
+            let src = order[j] as usize;
+            order[j] = DONE;
+            if src == i {
+                break;
+            }
+            rows.swap(j, src);
+            j = src;
+        }
+    }
+}
+
 /// The rows of `day` whose shop lies in `shops`, of rows sorted by (day,
 /// shop).
 fn slice<'a, R: Dated>(rows: &'a [R], day: i32, (from, until): ShopRange<'_>) -> &'a [R] {
@@ -170,6 +196,26 @@ fn slice<'a, R: Dated>(rows: &'a [R], day: i32, (from, until): ShopRange<'_>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permute_matches_gathering() {
+        let mut state = 7u64;
+        for n in [0usize, 1, 2, 5, 64, 1000] {
+            let rows: Vec<usize> = (0..n).map(|i| i * 10).collect();
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            // A fixed pseudo-random shuffle (xorshift), so cycles of every length occur.
+            for k in (1..n).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                order.swap(k, (state % (k as u64 + 1)) as usize);
+            }
+            let want: Vec<usize> = order.iter().map(|&i| rows[i as usize]).collect();
+            let mut got = rows.clone();
+            permute(&mut got, order);
+            assert_eq!(got, want, "n = {n}");
+        }
+    }
     use crate::scorecard::LocalTime;
 
     fn rating(shop: &str, buyer: &str, day: i32) -> Rating {

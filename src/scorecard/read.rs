@@ -158,6 +158,17 @@ fn type_error(theirs: &str, canonical: &str, kind: Kind, dt: &DataType) -> Strin
     format!("column `{theirs}` has type {dt}; `{canonical}` must be {must}")
 }
 
+/// A text column of a file, read in place (a row's value borrowed, copied
+/// only into the rows kept).
+pub(crate) struct Texts(Option<StringChunked>);
+
+impl Texts {
+    /// Row `i`'s value (`None`: null, or the column is absent).
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.0.as_ref().and_then(|ca| ca.get(i))
+    }
+}
+
 impl FileData {
     fn series(&self, canonical: &str) -> Option<&Series> {
         self.df
@@ -173,16 +184,16 @@ impl FileData {
         ))
     }
 
-    /// A text column; `None` when absent (all rows null).
-    pub fn text(&self, canonical: &str) -> Result<Vec<Option<String>>> {
+    /// A text column (all rows null when absent).
+    pub fn text(&self, canonical: &str) -> Result<Texts> {
         let Some(s) = self.series(canonical) else {
-            return Ok(vec![None; self.height]);
+            return Ok(Texts(None));
         };
         let s = s
             .cast(&DataType::String)
             .map_err(|e| self.fail(canonical, e))?;
         let ca = s.str().map_err(|e| self.fail(canonical, e))?;
-        Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+        Ok(Texts(Some(ca.rechunk().into_owned())))
     }
 
     /// A boolean column, nulls (and an absent column) as `default`.

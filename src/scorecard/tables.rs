@@ -3,10 +3,11 @@
 //! counted with examples), de-duplicated, and kept as typed vectors in input
 //! order for the local days a run needs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
+use polars::prelude::PlHashSet;
 
 use crate::error::{Error, Result};
 use crate::rules::InputSettings;
@@ -183,8 +184,8 @@ fn reader<'a>(table: &'static str, s: &'a TableSettings, input: &InputSettings) 
 }
 
 /// A required text value, or the bad-row reason.
-fn need<'v>(v: &'v Option<String>, name: &str) -> std::result::Result<&'v str, String> {
-    v.as_deref().ok_or_else(|| format!("{name} is null"))
+fn need<'v>(v: Option<&'v str>, name: &str) -> std::result::Result<&'v str, String> {
+    v.ok_or_else(|| format!("{name} is null"))
 }
 
 /// The row's time: `Err` for a bad value, `Ok(None)` when null.
@@ -221,6 +222,7 @@ pub fn load_orders(
         let paid_col = f.times("paid_ts", &r.tz, r.epoch)?;
         let items = f.ints("items")?;
         let grouped = f.bools("grouped", true)?;
+        t.rows.reserve(f.height);
         for i in 0..f.height {
             let paid = match time_of(&paid_col[i]) {
                 Ok(None) => {
@@ -234,9 +236,9 @@ pub fn load_orders(
             let row = (|| {
                 let paid = paid?.expect("null handled above");
                 let (s, b, o) = (
-                    need(&shop[i], "shop_id")?,
-                    need(&buyer[i], "buyer_id")?,
-                    need(&order[i], "order_id")?,
+                    need(shop.get(i), "shop_id")?,
+                    need(buyer.get(i), "buyer_id")?,
+                    need(order.get(i), "order_id")?,
                 );
                 let fen = fen[i].clone()?.ok_or("amount is null")?;
                 let items = match items[i] {
@@ -262,7 +264,7 @@ pub fn load_orders(
     }
     // (shop, order id, local paid day): the first in input order stays.
     let keep: Vec<bool> = {
-        let mut seen = HashSet::new();
+        let mut seen = PlHashSet::default();
         t.rows
             .iter()
             .map(|o| seen.insert((o.shop.as_str(), o.order_id.as_str(), o.paid.day)))
@@ -319,9 +321,9 @@ pub fn load_refunds(
             }
             t.stats.rows_read += 1;
             let row = (|| {
-                let s = need(&shop[i], "shop_id")?;
-                let o = need(&order[i], "order_id")?;
-                let st = need(&status[i], "status")?;
+                let s = need(shop.get(i), "shop_id")?;
+                let o = need(order.get(i), "order_id")?;
+                let st = need(status.get(i), "status")?;
                 let req = time_of(&requested[i])?.ok_or("requested_ts is null")?;
                 let st = settings
                     .status_values
@@ -339,7 +341,7 @@ pub fn load_refunds(
                 Ok(Some(Refund {
                     shop: s.to_string(),
                     order_id: o.to_string(),
-                    refund_id: refund_id[i].clone(),
+                    refund_id: refund_id.get(i).map(str::to_string),
                     requested_utc: req.utc,
                     finished: fin,
                     platform_judged: judged[i],
@@ -355,7 +357,7 @@ pub fn load_refunds(
     }
     // (shop, refund id, local finished day), when the refund has an id.
     let keep: Vec<bool> = {
-        let mut seen = HashSet::new();
+        let mut seen = PlHashSet::default();
         t.rows
             .iter()
             .map(|x| match &x.refund_id {
@@ -397,13 +399,13 @@ pub fn load_complaints(
             }
             t.stats.rows_read += 1;
             let row = (|| {
-                let s = need(&shop[i], "shop_id")?;
-                let b = need(&buyer[i], "buyer_id")?;
+                let s = need(shop.get(i), "shop_id")?;
+                let b = need(buyer.get(i), "buyer_id")?;
                 let ts = time_of(&ts[i])?.ok_or("ts is null")?;
                 Ok::<_, String>(Complaint {
                     shop: s.to_string(),
                     buyer: b.to_string(),
-                    agent: agent[i].clone().unwrap_or_default(),
+                    agent: agent.get(i).unwrap_or_default().to_string(),
                     ts,
                 })
             })();
@@ -461,20 +463,21 @@ pub fn load_ratings(
         let scores = f.text("score")?;
         let ts = f.times("ts", &r.tz, r.epoch)?;
         let resolved = f.bools("resolved", true)?;
+        t.rows.reserve(f.height);
         for i in 0..f.height {
             if matches!(&ts[i], Ok(Some(x)) if !days.contains(x.day)) {
                 continue;
             }
             t.stats.rows_read += 1;
             let row = (|| {
-                let s = need(&shop[i], "shop_id")?;
-                let b = need(&buyer[i], "buyer_id")?;
+                let s = need(shop.get(i), "shop_id")?;
+                let b = need(buyer.get(i), "buyer_id")?;
                 let ts = time_of(&ts[i])?.ok_or("ts is null")?;
-                let score = score(need(&scores[i], "score")?, &settings.score_values)?;
+                let score = score(need(scores.get(i), "score")?, &settings.score_values)?;
                 Ok::<_, String>(Rating {
                     shop: s.to_string(),
                     buyer: b.to_string(),
-                    agent: agent[i].clone().unwrap_or_default(),
+                    agent: agent.get(i).unwrap_or_default().to_string(),
                     ts,
                     score,
                     resolved: resolved[i],
