@@ -502,11 +502,8 @@ fn compute_tables(
     if empty_day {
         add(tables, compute(0, &Messages::default())?)?;
     } else {
-        // Waiting results hold their items; without items they are small.
-        let ahead = specs
-            .iter()
-            .any(|(_, items)| *items)
-            .then_some(2 * input::MemoryPlan::parallel_buckets());
+        // Waiting results are small: their items wait as compressed pages.
+        let ahead = None;
         input::schedule_buckets(loaded, ahead, &compute, |parts| add(tables, parts))?;
     }
     Ok(empty_day)

@@ -58,6 +58,11 @@ impl NameRanks {
     }
 }
 
+/// The names as `&str`s.
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// `items`: one row per counted or excluded item, sorted by shop_id,
 /// agent_id, metric, then buyer_id and start (then the engine's order, for
 /// equal keys). `ranks` are `m`'s ([`NameRanks::of`]).
@@ -100,27 +105,35 @@ pub fn items(
             Some(TimeZone::UTC),
         ))
     };
+    // A name column: the distinct names once, then gathered by index (a
+    // view copied per row rather than a string pushed).
+    let names = |name: &str, distinct: &[&str], idx: Vec<IdxSize>| -> PolarsResult<Column> {
+        let values = StringChunked::from_iter_values("".into(), distinct.iter().copied());
+        let taken = values.take(&IdxCa::from_vec("".into(), idx))?;
+        Ok(Column::from(taken.into_series().with_name(name.into())))
+    };
+    let metric_ids: Vec<&str> = metrics.iter().map(|k| k.id.as_str()).collect();
     DataFrame::new_infer_height(vec![
-        Column::new(
-            "shop_id".into(),
-            column(&sorted, |it: &Item| m.shop_names[it.shop as usize].as_str()),
-        ),
-        Column::new(
-            "buyer_id".into(),
-            column(&sorted, |it: &Item| {
-                m.buyer_names[it.buyer as usize].as_str()
-            }),
-        ),
-        Column::new(
-            "agent_id".into(),
-            column(&sorted, |it: &Item| {
-                m.agent_names[it.agent as usize].as_str()
-            }),
-        ),
-        Column::new(
-            "metric".into(),
-            column(&sorted, |it: &Item| metrics[it.metric as usize].id.as_str()),
-        ),
+        names(
+            "shop_id",
+            &as_strs(&m.shop_names),
+            column(&sorted, |it: &Item| it.shop as IdxSize),
+        )?,
+        names(
+            "buyer_id",
+            &as_strs(&m.buyer_names),
+            column(&sorted, |it: &Item| it.buyer as IdxSize),
+        )?,
+        names(
+            "agent_id",
+            &as_strs(&m.agent_names),
+            column(&sorted, |it: &Item| it.agent as IdxSize),
+        )?,
+        names(
+            "metric",
+            &metric_ids,
+            column(&sorted, |it: &Item| it.metric as IdxSize),
+        )?,
         ts("start", column(&sorted, |it: &Item| Some(it.start)))?,
         ts("reply", column(&sorted, |it: &Item| it.reply))?,
         Column::new(
