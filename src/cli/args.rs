@@ -67,6 +67,11 @@ pub struct JobArgs {
     /// Fail on the first bad row instead of skipping it.
     #[arg(long)]
     pub strict: bool,
+    /// Spark only (`kefu sql`, `--engine spark`): compile the reply metrics
+    /// alone, leaving out the scorecard metrics in force, which are not
+    /// compiled to Spark SQL (without it, kefu refuses to leave them out)
+    #[arg(long)]
+    pub skip_scorecard: bool,
 }
 
 #[derive(Args, Debug)]

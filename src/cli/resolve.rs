@@ -45,6 +45,7 @@ impl SqlArgs {
             rules_as_of: job.rules_as_of,
             input: absolute_local(&job.input)?,
             output: absolute_local(&job.output.display().to_string())?,
+            skip_scorecard: job.skip_scorecard,
         })
     }
 }
@@ -88,6 +89,19 @@ impl RunArgs {
                 )));
             }
         }
+        for (given, flag) in [
+            (self.orders.is_some(), "--orders"),
+            (self.refunds.is_some(), "--refunds"),
+            (self.complaints.is_some(), "--complaints"),
+            (self.ratings.is_some(), "--ratings"),
+        ] {
+            if given {
+                return Err(Error::Usage(format!(
+                    "{flag} applies to the native engine only (the scorecard is not compiled \
+                     to Spark SQL): compute it with kefu run without --engine spark"
+                )));
+            }
+        }
         let job = &self.job;
         let jobs = self
             .resolve()?
@@ -105,6 +119,7 @@ impl RunArgs {
                     rules_as_of: c.rules_as_of,
                     input: absolute_local(&job.input)?,
                     output: absolute_local(&job.output.display().to_string())?,
+                    skip_scorecard: job.skip_scorecard,
                 })
             })
             .collect::<Result<_>>()?;
@@ -121,6 +136,13 @@ impl RunArgs {
     pub fn resolve(&self) -> Result<Vec<RunConfig>> {
         if self.spark_remote.is_some() && self.engine != Engine::Spark {
             return Err(Error::Usage("--spark-remote is for --engine spark".into()));
+        }
+        if self.job.skip_scorecard && self.engine != Engine::Spark {
+            return Err(Error::Usage(
+                "--skip-scorecard is for kefu sql and --engine spark (kefu run computes the \
+                 scorecard metrics whose tables it is given and skips the others with a note)"
+                    .into(),
+            ));
         }
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));

@@ -22,12 +22,23 @@ pub struct SparkJob {
     pub rules_as_of: Option<NaiveDate>,
     pub input: String,
     pub output: String,
+    /// Leave the scorecard metrics out (with a `-- skipped:` line each)
+    /// instead of refusing the job (`--skip-scorecard`).
+    pub skip_scorecard: bool,
 }
 
 /// The script for `job`. When the input is a local path, its Parquet schemas
 /// are read so that optional columns it lacks become NULL columns; otherwise
 /// (e.g. `s3://`, `hdfs://`) every canonical column must exist in the input.
+///
+/// A job whose rules have scorecard metrics in force is refused (a usage
+/// error naming them) unless it says to leave them out: Spark SQL does not
+/// compute them, and a script that silently lacked them would write
+/// partitions that look complete.
 pub fn script(job: &SparkJob) -> Result<String> {
+    if !job.skip_scorecard {
+        refuse_scorecard(job)?;
+    }
     let columns = local_columns(&job.input, job.from, job.to)?;
     compile_with_columns(
         &job.rules,
@@ -161,6 +172,31 @@ fn skipped_notes(plan: &Plan) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The usage error for a job with scorecard metrics in force.
+fn refuse_scorecard(job: &SparkJob) -> Result<()> {
+    let plan = Plan::new(&job.rules, job.from, job.to, job.rules_as_of);
+    let mut names: Vec<String> = plan
+        .skipped
+        .iter()
+        .map(|m| format!("{} ({})", m.id, m.kind_name()))
+        .collect();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{}: the scorecard metrics in force from {} to {} are not compiled to Spark SQL: {}. \
+         They read the orders, refunds, complaints and ratings tables, which only the native \
+         engine reads: compute them with `kefu run --orders ... --refunds ... --complaints ... \
+         --ratings ...`, and pass --skip-scorecard here to compile the reply metrics alone \
+         (the script then names each metric it leaves out)",
+        job.platform,
+        job.from,
+        job.to,
+        names.join(", ")
+    )))
 }
 
 /// The notes of [`skipped_notes`] for `job`, for the command line to show

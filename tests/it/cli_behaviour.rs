@@ -24,11 +24,12 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// `kefu sql` for one day; the input need not exist (sql reads only the
-/// schema of a local input that exists).
+/// `kefu sql` for one day, the scorecard metrics left out; the input need
+/// not exist (sql reads only the schema of a local input that exists).
 fn sql_args(platform: &str) -> Vec<&str> {
     vec![
         "sql",
+        "--skip-scorecard",
         "--input",
         "/definitely/not/here/msgs.parquet",
         "--output",
@@ -126,6 +127,65 @@ fn an_unknown_platform_is_a_usage_error_naming_flag_name_and_presets() {
         assert_eq!(e.contains("`all`"), all, "{args:?}: {e}");
         assert!(!e.contains("rule file"), "not a rule-file error: {e}");
     }
+    assert!(!out.exists(), "nothing is written on a usage error");
+}
+
+/// Spark SQL does not compute the scorecard kinds: `kefu sql` refuses to
+/// leave out the scorecard metrics in force unless told to, and `--engine
+/// spark` refuses the scorecard tables; `--skip-scorecard` is Spark's only.
+#[test]
+fn spark_refuses_the_scorecard_unless_told_to_leave_it_out() {
+    // sql_args without its --skip-scorecard.
+    fn without_flag(p: &str) -> Vec<&str> {
+        let mut a = sql_args(p);
+        a.remove(1);
+        a
+    }
+    let refused = kefu(&without_flag("pdd"));
+    let e = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{e}");
+    assert!(refused.stdout.is_empty(), "no script on a refusal");
+    insta::assert_snapshot!("error_sql_scorecard", e);
+    // Left out when asked: one `-- skipped:` line per metric version, and
+    // the note on stderr.
+    let left_out = kefu(&sql_args("pdd"));
+    assert_eq!(left_out.status.code(), Some(0), "{}", stderr(&left_out));
+    let script = stdout(&left_out);
+    assert!(script.contains("-- skipped: pdd.inquiry_conversion_rate (conversion): "));
+    assert!(stderr(&left_out).contains("kefu: note: skipped: pdd.complaint_rate (complaint_rate)"));
+    // A platform without scorecard metrics needs no flag.
+    let jd = kefu(&without_flag("jd"));
+    assert_eq!(jd.status.code(), Some(0), "{}", stderr(&jd));
+    assert!(!stdout(&jd).contains("skipped"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let spark = |extra: &[&'static str]| {
+        let mut a = run_args("pdd", out.to_str().unwrap());
+        a.extend(["--engine", "spark", "--spark-remote", "sc://127.0.0.1:1"]);
+        a.extend(extra);
+        kefu(&a)
+    };
+    for table in ["--orders", "--refunds", "--complaints", "--ratings"] {
+        let o = spark(&[table, "/x.parquet", "--skip-scorecard"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{table}: {e}");
+        assert!(
+            e.starts_with(&format!(
+                "kefu: error: {table} applies to the native engine only"
+            )),
+            "{table}: {e}"
+        );
+    }
+    let mut native = run_args("pdd", out.to_str().unwrap());
+    native.push("--skip-scorecard");
+    let o = kefu(&native);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.starts_with("kefu: error: --skip-scorecard is for kefu sql and --engine spark"),
+        "{e}"
+    );
     assert!(!out.exists(), "nothing is written on a usage error");
 }
 

@@ -567,7 +567,13 @@ fn engine_spark_flags_are_checked_before_anything_runs() {
     let r = kefu(&run_args(
         i,
         o,
-        &["--engine", "spark", "--spark-remote", "sc://127.0.0.1:1"],
+        &[
+            "--engine",
+            "spark",
+            "--spark-remote",
+            "sc://127.0.0.1:1",
+            "--skip-scorecard",
+        ],
     ));
     let stderr = String::from_utf8_lossy(&r.stderr);
     if cfg!(feature = "spark-connect") {

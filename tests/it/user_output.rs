@@ -54,6 +54,7 @@ fn sql_for_one_platform() {
     // Fixed paths: the script only names them, nothing is read.
     let sql = stdout_of(&[
         "sql",
+        "--skip-scorecard",
         "--input",
         "/data/messages",
         "--output",

@@ -64,7 +64,7 @@ for p in pdd taobao xiaohongshu; do
         || { tail -3 "$WORK/native-$p.log" >&2; exit 1; }
 done
 # One submission for the three platforms (--platform takes a list).
-"$KEFU" run --engine spark --spark-remote "sc://127.0.0.1:$PORT" --input "$WORK/g.parquet" \
+"$KEFU" run --engine spark --skip-scorecard --spark-remote "sc://127.0.0.1:$PORT" --input "$WORK/g.parquet" \
     --output "$WORK/spark" --platform pdd,taobao,xiaohongshu --date 2026-03-14 --to 2026-03-17 \
     2>"$WORK/spark.log" || { echo "connect: kefu --engine spark failed:" >&2; tail -20 "$WORK/spark.log" >&2; exit 1; }
 for p in pdd taobao xiaohongshu; do

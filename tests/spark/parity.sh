@@ -48,7 +48,7 @@ add_case() { # name input platform from to [extra kefu args...]
     "$KEFU" run --input "$input" --output "$native" --platform "$platform" \
         --date "$from" --to "$to" --no-items "$@" 2>"$WORK/$name.log" \
         || { echo "parity: kefu run failed for $name:" >&2; tail -3 "$WORK/$name.log" >&2; exit 1; }
-    "$KEFU" sql --input "$input" --output "$spark" --platform "$platform" \
+    "$KEFU" sql --skip-scorecard --input "$input" --output "$spark" --platform "$platform" \
         --date "$from" --to "$to" "$@" > "$WORK/$name.sql"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$WORK/$name.sql" "$native" "$spark" \
         "$platform" "$(dates "$from" "$to")" >> "$CASES"
