@@ -160,7 +160,11 @@ timed() {
         floor) cmd=("${FLOOR_CMD[@]}") ;;
         *) cmd=("${DUCK_CMD[@]}") ;;
     esac
-    rm -rf "$KEFU_OUT" "$DUCK_OUT" "$FLOOR_OUT"
+    case $name in
+        kefu*) rm -rf "$KEFU_OUT" ;;
+        floor) rm -f "$FLOOR_OUT" ;;
+        *) rm -f "$DUCK_OUT" ;;
+    esac
     if ! "$TIME" -f '%e %M %U %S' -o "$WORK/$name.$i.time" "${cmd[@]}" \
             >"$WORK/$name.$i.log" 2>&1; then
         cat "$WORK/$name.$i.log" >&2
@@ -269,7 +273,16 @@ K_RSS=$(( $(col kefu 2 | maxof) / 1024 ));  D_RSS=$(( $(col duckdb 2 | maxof) / 
 RATIO=$(ratio "$K_MED" "$D_MED"); N_RATIO=$(ratio "$N_MED" "$D_MED")
 A_MED=$(col kefuall 1 | median); A_MIN=$(col kefuall 1 | minof); A_MAX=$(col kefuall 1 | maxof)
 A_RSS=$(( $(col kefuall 2 | maxof) / 1024 ))
-A_RATIO=$(awk -v k="$K_MED" -v a="$A_MED" 'BEGIN {printf "%.2f", a / k}')
+A_RATIO=$(awk -v k="$N_MED" -v a="$A_MED" 'BEGIN {printf "%.2f", a / k}')
+# kefu's phases, from its own log lines ("read Xs ..., N shop bucket(s) built
+# and computed Ys"): medians over the timed runs of job NAME.
+phase() { for i in $(seq 1 "$RUNS"); do grep -o "$2 [0-9.]*s" "$WORK/$1.$i.log" | head -1 | grep -o '[0-9.]*'; done | median; }
+phases() {
+    local r b w
+    r=$(phase "$1" read); b=$(phase "$1" computed); w=$(col "$1" 1 | median)
+    printf 'read %s s, buckets (build, compute, write items) %s s, the rest (start, tables, commit) %s s' \
+        "$r" "$b" "$(awk -v w="$w" -v r="$r" -v b="$b" 'BEGIN {printf "%.2f", w - r - b}')"
+}
 # Share of the machine's CPU used by other processes during the timed runs:
 # all busy ticks minus our jobs' user+system time, over wall time x cores.
 OURS=$( { cpu kefu; cpu kefunoitems; cpu duckdb; cpu floor; } | awk '{s += $1} END {print s}')
@@ -292,5 +305,6 @@ $(row floor "scan floor: DuckDB $DUCKDB_VERSION reads the same columns and rows,
 - Numbers: identical (every shop, metric, numerator and denominator), checked before timing and again after.
 - $RUNS runs each, alternating; $NPROC cores ($CPU_MODEL), $MEM_TOTAL; $KEFU_VERSION, $RUSTC.
 - Machine load: other processes used about ${OTHER_PCT}% of the CPU during the timed runs (load average ${LOAD_BEFORE} before, ${LOAD_AFTER} after).
-- All six platforms' presets in one run (\`kefu run --platform all --no-items\`, timed after the pairs): median ${A_MED} s (${A_MIN} - ${A_MAX} s), peak ${A_RSS} MiB: **${A_RATIO}x** the single-platform median.
+- kefu's phases (its own log, medians): default: $(phases kefu); \`--no-items\`: $(phases kefunoitems). The scan floor's ${F_MED} s is the least the read could take.
+- All six platforms' presets in one run (\`kefu run --platform all --no-items\`, timed after the pairs): median ${A_MED} s (${A_MIN} - ${A_MAX} s), peak ${A_RSS} MiB: **${A_RATIO}x** the single-platform \`--no-items\` median.
 EOF

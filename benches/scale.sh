@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Does kefu's throughput hold as a day grows? Times `kefu run` (Pinduoduo,
-# one day, --no-items, default --memory-budget) on 1M, 10M and 100M rows and
-# reports wall time, time per million rows, CPU time per million rows and
-# peak memory (GNU time), sizes interleaved round by round.
+# one day, default --memory-budget) on 1M, 10M and 100M rows, as the default
+# job (with the items drill-down) and with --no-items, and reports wall
+# time, time per million rows, CPU time per million rows and peak memory
+# (GNU time), sizes and jobs interleaved round by round.
 #
-#   benches/scale.sh              # 1M, 10M, 100M
-#   SIZES="1 10" benches/scale.sh # millions of rows to run
+#   benches/scale.sh                   # 1M, 10M, 100M; both jobs
+#   SIZES="1 10" benches/scale.sh      # millions of rows to run
+#   JOBS=no-items benches/scale.sh     # only one job ("default", "no-items")
 #
 # Data: `kefu gen --days 2 --shops 4000 --start 2024-05-16`, shuffled, in
 # parts of at most 10M rows with seeds 1, 2, ... (msg_ids carry the seed, so
@@ -16,6 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/kefu-target}
 SIZES=${SIZES:-"1 10 100"}
+JOBS=${JOBS:-"default no-items"}
 RUNS=${RUNS:-1}
 DATA=$ROOT/benches/data/scale
 OUT=${OUT:-$ROOT/benches/data/scale-out}
@@ -52,32 +55,40 @@ for m in $SIZES; do
             ln -s "$(part 10 "$s")" "$input/part-$(printf %02d "$s").parquet"
         done
     fi
-    : > "$OUT.$m.results"
+    for j in $JOBS; do : > "$OUT.$m.$j.results"; done
 done
 for (( r = 0; r < RUNS; r++ )); do
     for m in $SIZES; do
-        rm -rf "$OUT"
-        /usr/bin/time -f "%e %U %S %M" -o "$OUT.time" "$KEFU" run --input "$DATA/day${m}M" \
-            --output "$OUT" --platform pdd --date 2024-05-16 --no-items 2> "$OUT.log" \
-            || { tail -5 "$OUT.log" >&2; exit 1; }
-        cat "$OUT.time" >> "$OUT.$m.results"
-        grep -o '[0-9]* rows read' "$OUT.log" | tail -1 | cut -d' ' -f1 > "$OUT.$m.rows"
-        log "${m}M run $((r + 1)): $(cat "$OUT.time") ($(grep -o 'read [0-9.]*s.*' "$OUT.log" | head -1))"
+        for j in $JOBS; do
+            flags=(); [[ $j == no-items ]] && flags=(--no-items)
+            rm -rf "$OUT"
+            /usr/bin/time -f "%e %U %S %M" -o "$OUT.time" "$KEFU" run --input "$DATA/day${m}M" \
+                --output "$OUT" --platform pdd --date 2024-05-16 "${flags[@]}" 2> "$OUT.log" \
+                || { tail -5 "$OUT.log" >&2; exit 1; }
+            cat "$OUT.time" >> "$OUT.$m.$j.results"
+            # Rows read for the day (both local days of the file), as the
+            # day's own line says; the closing "done:" line counts the day's.
+            grep -o '[0-9]* rows read, [0-9]* bad' "$OUT.log" | head -1 | cut -d' ' -f1 > "$OUT.$m.rows"
+            log "${m}M $j run $((r + 1)): $(cat "$OUT.time") ($(grep -o 'read [0-9.]*s.*' "$OUT.log" | head -1))"
+        done
     done
 done
 
 # Wall and CPU (user + system) time are medians over the runs, each taken
 # on its own; CPU time per row shows whether the work per row holds, wall
 # time whether the cores stay busy as well.
-echo "| rows | files | wall s (median of $RUNS) | s per 1M rows | CPU s per 1M rows | user s | sys s | peak RSS MiB |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| job | rows | files | wall s (median of $RUNS) | s per 1M rows | CPU s per 1M rows | user s | sys s | peak RSS MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for j in $JOBS; do
 for m in $SIZES; do
-    med() { awk "{ print $1 }" "$OUT.$m.results" | sort -n | awk -v n=$RUNS 'NR == int((n + 1) / 2)'; }
+    med() { awk "{ print $1 }" "$OUT.$m.$j.results" | sort -n | awk -v n=$RUNS 'NR == int((n + 1) / 2)'; }
     wall=$(med '$1'); cpu=$(med '$2 + $3'); user=$(med '$2'); sys=$(med '$3'); rss=$(med '$4')
     files=$(ls "$DATA/day${m}M" | wc -l)
     rows=$(cat "$OUT.$m.rows")
-    awk -v r="$rows" -v f="$files" -v w="$wall" -v c="$cpu" -v u="$user" -v s="$sys" -v k="$rss" \
-        'BEGIN { printf "| %d | %d | %.2f | %.3f | %.3f | %.1f | %.1f | %d |\n", r, f, w, w / (r / 1e6), c / (r / 1e6), u, s, k / 1024 }'
-    rm -f "$OUT.$m.results" "$OUT.$m.rows"
+    awk -v j="$j" -v r="$rows" -v f="$files" -v w="$wall" -v c="$cpu" -v u="$user" -v s="$sys" -v k="$rss" \
+        'BEGIN { printf "| %s | %d | %d | %.2f | %.3f | %.3f | %.1f | %.1f | %d |\n", j, r, f, w, w / (r / 1e6), c / (r / 1e6), u, s, k / 1024 }'
+    rm -f "$OUT.$m.$j.results"
 done
+done
+for m in $SIZES; do rm -f "$OUT.$m.rows"; done
 rm -rf "$OUT" "$OUT.time" "$OUT.log"

@@ -30,7 +30,7 @@ fi
 mkdir -p "$ROOT/benches/data"
 BIN=$(mktemp "$ROOT/benches/data/kefu.XXXXXX")
 trap 'rm -f "$BIN"' EXIT
-cp "$KEFU" "$BIN"
+cp "$KEFU" "$BIN"; chmod +x "$BIN"
 
 GEN_HASH=$(cat "$ROOT"/src/gen/*.rs | sha256sum | cut -c1-16)
 if [[ $(cat "$DATA/stamp" 2>/dev/null) != "$GEN_HASH" ]]; then
