@@ -129,8 +129,13 @@ pub fn run_spark(
     output: &std::path::Path,
 ) -> Result<()> {
     let started = Instant::now();
-    for job in jobs {
-        let script = kefu::spark::script(job)?;
+    // Every script first: a job refused (say, for its scorecard metrics)
+    // stops the run before anything is submitted.
+    let scripts = jobs
+        .iter()
+        .map(kefu::spark::script)
+        .collect::<Result<Vec<String>>>()?;
+    for (job, script) in jobs.iter().zip(scripts) {
         for note in kefu::spark::skipped(job) {
             eprintln!("kefu: {}: note: {note}", job.platform);
         }

@@ -63,6 +63,17 @@ for p in pdd taobao xiaohongshu; do
         --date 2026-03-14 --to 2026-03-17 --no-items 2>"$WORK/native-$p.log" \
         || { tail -3 "$WORK/native-$p.log" >&2; exit 1; }
 done
+# Without --skip-scorecard, a list whose later platform has scorecard
+# metrics is refused before anything is submitted (jd has none: were the
+# jobs submitted one by one as they compile, jd's partitions would exist).
+if "$KEFU" run --engine spark --spark-remote "sc://127.0.0.1:$PORT" --input "$WORK/g.parquet" \
+    --output "$WORK/refused" --platform jd,pdd --date 2026-03-14 2>"$WORK/refused.log"; then
+    echo "connect: --engine spark left the scorecard out without --skip-scorecard" >&2; exit 1
+fi
+grep -q "not compiled to Spark SQL" "$WORK/refused.log" \
+    || { echo "connect: unexpected refusal:" >&2; cat "$WORK/refused.log" >&2; exit 1; }
+[ ! -e "$WORK/refused/shop_daily" ] \
+    || { echo "connect: jd was submitted before pdd was refused" >&2; exit 1; }
 # One submission for the three platforms (--platform takes a list).
 "$KEFU" run --engine spark --skip-scorecard --spark-remote "sc://127.0.0.1:$PORT" --input "$WORK/g.parquet" \
     --output "$WORK/spark" --platform pdd,taobao,xiaohongshu --date 2026-03-14 --to 2026-03-17 \
