@@ -232,6 +232,17 @@ impl BucketScorer<'_> {
         consults: Option<&MessageResult>,
     ) -> PolarsResult<BucketScore> {
         let index = DayIndex::of_rows(self.day, self.tables.day_rows(self.day, shops));
+        // The consult buyer-days of each consult metric (one per `hours`),
+        // gathered once for every kind that reads them.
+        let mut by_hours: Vec<Vec<ConsultDay>> = vec![Vec::new(); self.consult_hours.len()];
+        for it in consults.iter().flat_map(|r| &r.items) {
+            by_hours[it.metric as usize].push(ConsultDay {
+                shop: &msgs.shop_names[it.shop as usize],
+                buyer: &msgs.buyer_names[it.buyer as usize],
+                start_utc_ms: it.start,
+                agent: &msgs.agent_names[it.agent as usize],
+            });
+        }
         let mut rows = Rows::default();
         let mut totals = vec![0; self.metrics.len()];
         for (k, m) in self.metrics.iter().enumerate() {
@@ -239,21 +250,11 @@ impl BucketScorer<'_> {
                 continue;
             };
             let hours = self.consult_hours.iter().position(|h| *h == m.hours);
-            let days: Vec<ConsultDay> = match (hours, consults) {
-                (Some(h), Some(r)) if def.kind.uses_consults() => r
-                    .items
-                    .iter()
-                    .filter(|it| it.metric as usize == h)
-                    .map(|it| ConsultDay {
-                        shop: &msgs.shop_names[it.shop as usize],
-                        buyer: &msgs.buyer_names[it.buyer as usize],
-                        start_utc_ms: it.start,
-                        agent: &msgs.agent_names[it.agent as usize],
-                    })
-                    .collect(),
-                _ => Vec::new(),
+            let days: &[ConsultDay] = match hours {
+                Some(h) if def.kind.uses_consults() => &by_hours[h],
+                _ => &[],
             };
-            let Some(result) = index.compute(&def, &days) else {
+            let Some(result) = index.compute(&def, days) else {
                 continue;
             };
             totals[k] += result.items.len() as u64;
