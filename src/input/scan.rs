@@ -246,6 +246,8 @@ fn read_files(
     }
     store.finish_spill()?;
     let bounds = bounds.map(Bounds::into_names).unwrap_or_default();
+    // `Loaded::bucket_shops` reads bucket k's range off these bounds.
+    debug_assert_eq!(store.buckets(), bounds.len() + 1);
     Ok((store, bounds, stats, read_per_day))
 }
 

@@ -79,3 +79,91 @@ pub fn encode(df: &DataFrame) -> PolarsResult<Encoded> {
     }
     Ok(Encoded { schema, groups })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::StagedPartition;
+    use crate::shard::Shard;
+
+    /// A frame with the items table's column types, nulls and repeats, of
+    /// more than one row group, piece by piece.
+    fn frame(rows: usize, seed: usize) -> DataFrame {
+        let n = |i: usize| (i * 2654435761 + seed) % 1000;
+        let ts = |v: Vec<Option<i64>>| {
+            Column::new("t".into(), v)
+                .cast(&DataType::Datetime(
+                    TimeUnit::Milliseconds,
+                    Some(TimeZone::UTC),
+                ))
+                .unwrap()
+        };
+        let shop: Vec<String> = (0..rows).map(|i| format!("shop{:03}", n(i) % 40)).collect();
+        // Long names (not inline in a view) and many distinct ones.
+        let buyer: Vec<String> = (0..rows)
+            .map(|i| format!("buyer-with-a-long-id-{}", n(i)))
+            .collect();
+        let excluded: Vec<Option<&str>> = (0..rows)
+            .map(|i| (n(i) % 7 == 0).then_some("unreplied"))
+            .collect();
+        let latency: Vec<Option<i64>> = (0..rows)
+            .map(|i| (n(i) % 5 != 0).then_some((n(i) * 997) as i64))
+            .collect();
+        let start: Vec<Option<i64>> = (0..rows)
+            .map(|i| Some(1_715_800_000_000 + i as i64))
+            .collect();
+        let passed: Vec<Option<bool>> = (0..rows)
+            .map(|i| (n(i) % 3 != 0).then_some(n(i) % 2 == 0))
+            .collect();
+        DataFrame::new_infer_height(vec![
+            Column::new("shop_id".into(), shop),
+            Column::new("buyer_id".into(), buyer),
+            ts(start).with_name("start".into()),
+            Column::new("latency_ms".into(), latency),
+            Column::new("passed".into(), passed),
+            Column::new("excluded".into(), excluded),
+        ])
+        .unwrap()
+    }
+
+    fn written(
+        dir: &std::path::Path,
+        table: &str,
+        put: impl FnOnce(&mut StagedPartition),
+    ) -> Vec<u8> {
+        let day = chrono::NaiveDate::from_ymd_opt(2024, 5, 16).unwrap();
+        let mut p = StagedPartition::begin(dir, table, "pdd", day, Shard::WHOLE).unwrap();
+        put(&mut p);
+        std::fs::read(p.commit().unwrap()).unwrap()
+    }
+
+    /// The claim `write_encoded` rests on: a file of pages encoded by
+    /// [`encode`] is byte for byte the file `write` makes of the same frames.
+    #[test]
+    fn encoded_pieces_make_the_same_file_as_written_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let pieces = [frame(ROW_GROUP_ROWS + 1234, 1), frame(0, 2), frame(777, 3)];
+        let a = written(dir.path(), "a", |p| {
+            for df in &pieces {
+                if df.height() > 0 {
+                    p.write(df).unwrap();
+                }
+            }
+        });
+        let b = written(dir.path(), "b", |p| {
+            for df in &pieces {
+                if df.height() > 0 {
+                    p.write_encoded(encode(df).unwrap()).unwrap();
+                }
+            }
+        });
+        assert_eq!(encode(&pieces[0]).unwrap().height(), ROW_GROUP_ROWS + 1234);
+        assert_eq!(encode(&pieces[0]).unwrap().groups.len(), 2);
+        assert!(
+            a == b,
+            "the two files differ ({} and {} bytes)",
+            a.len(),
+            b.len()
+        );
+    }
+}
