@@ -131,3 +131,22 @@ pub fn local_to_utc(tz: &Tz, local_ms: i64) -> Option<i64> {
     };
     Some(local_ms - off.local_minus_utc() as i64 * 1000)
 }
+
+/// Puts `rows` in the order `order` gives (`order[k]`: the row that goes to
+/// place `k`), in place, one cycle of swaps at a time (no second copy of a
+/// table).
+pub fn permute<R>(rows: &mut [R], mut order: Vec<u32>) {
+    const DONE: u32 = u32::MAX;
+    for i in 0..rows.len() {
+        let mut j = i;
+        while order[j] != DONE {
+            let src = order[j] as usize;
+            order[j] = DONE;
+            if src == i {
+                break;
+            }
+            rows.swap(j, src);
+            j = src;
+        }
+    }
+}

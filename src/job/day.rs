@@ -437,44 +437,44 @@ fn compute_tables(
             .zip(consults)
             .zip(scorers.iter().zip(&score_columns))
             .map(
-                |((((metrics, keep_items), result), consults), (scorer, &columns))| {
+                |((((metrics, keep_items), mut result), consults), (scorer, &columns))| {
                     let mut shop = output::shop_daily(msgs, metrics, &result)
                         .map_err(|e| build_error("shop_daily", day, e))?;
                     let mut agent = output::agent_daily(msgs, metrics, &result)
                         .map_err(|e| build_error("agent_daily", day, e))?;
-                    let mut items = match (keep_items, &ranks) {
-                        (true, Some(ranks)) => Some(
-                            output::items(msgs, ranks, metrics, &result)
-                                .map_err(|e| build_error("items", day, e))?,
-                        ),
-                        _ => None,
-                    };
-                    if let (true, Some(df)) = (columns, &mut items) {
-                        score::with_score_columns(df).map_err(|e| build_error("items", day, e))?;
-                    }
                     let totals = result
                         .totals
                         .iter()
                         .map(|m| (m.counted, m.excluded))
                         .collect();
-                    let score_totals = match scorer {
+                    let (score_totals, score_items) = match scorer {
                         Some(s) => {
                             let b = s
                                 .compute(range, msgs, consults.as_ref())
                                 .map_err(|e| build_error("shop_daily", day, e))?;
                             let totals = b.totals.clone();
-                            b.merge_into(&mut shop, &mut agent, items.as_mut())
+                            let items = b
+                                .merge_into(&mut shop, &mut agent)
                                 .map_err(|e| build_error("shop_daily", day, e))?;
-                            Some(totals)
+                            (Some(totals), items)
                         }
-                        None => None,
+                        None => (None, Vec::new()),
                     };
                     // Encoded here, on the worker: the bucket's items wait for
                     // their turn as compressed pages.
-                    let items = items
-                        .map(|df| output::encode::encode(&df))
-                        .transpose()
-                        .map_err(|e| build_error("items", day, e))?;
+                    let items = match (keep_items, &ranks) {
+                        (true, Some(ranks)) => Some(
+                            output::encode_items(output::ItemSources {
+                                messages: msgs,
+                                ranks,
+                                metrics,
+                                items: &mut result.items,
+                                score: columns.then_some(score_items.as_slice()),
+                            })
+                            .map_err(|e| build_error("items", day, e))?,
+                        ),
+                        _ => None,
+                    };
                     Ok((shop, agent, items, totals, score_totals))
                 },
             )

@@ -210,27 +210,28 @@ pub(super) struct BucketScorer<'a> {
     day: i32,
 }
 
-/// One bucket's scorecard, computed by its worker: rows and items sorted
-/// as their tables are, to merge into the bucket's message frames, and the
+/// One bucket's scorecard, computed by its worker: rows sorted as their
+/// tables are, to merge into the bucket's message frames; items sorted as
+/// the `items` table is, for [`crate::output::encode_items`]; and the
 /// items counted per scorecard metric.
-pub(super) struct BucketScore {
+pub(super) struct BucketScore<'m> {
     shop: DataFrame,
     agent: DataFrame,
-    items: DataFrame,
+    pub(super) items: Vec<(&'m str, scorecard::ScoreItem<'m>)>,
     pub(super) totals: Vec<u64>,
 }
 
-impl BucketScorer<'_> {
+impl<'a> BucketScorer<'a> {
     /// The scorecard of the shops `shops` (a bucket's range, whether or not
     /// a shop has messages) from the tables' rows of the day and the
     /// bucket's consult buyer-days (`consults`, the consult metrics'
     /// result on `msgs`; `None` when there are no consult metrics).
-    pub(super) fn compute(
-        &self,
+    pub(super) fn compute<'m>(
+        &'m self,
         shops: ShopRange,
-        msgs: &Messages,
+        msgs: &'m Messages,
         consults: Option<&MessageResult>,
-    ) -> PolarsResult<BucketScore> {
+    ) -> PolarsResult<BucketScore<'m>> {
         let index = DayIndex::of_rows(self.day, self.tables.day_rows(self.day, shops));
         // The consult buyer-days of each consult metric (one per `hours`),
         // gathered once for every kind that reads them.
@@ -264,28 +265,23 @@ impl BucketScorer<'_> {
         Ok(BucketScore {
             shop: rows.shop_frame()?,
             agent: rows.agent_frame()?,
-            items: rows.items_frame()?,
+            items: rows.items,
             totals,
         })
     }
 }
 
-impl BucketScore {
+impl<'m> BucketScore<'m> {
     /// Merges the rows into the bucket's message frames (keeping their
     /// tables' order; a message row comes first on equal keys).
     pub(super) fn merge_into(
         self,
         shop: &mut DataFrame,
         agent: &mut DataFrame,
-        items: Option<&mut DataFrame>,
-    ) -> PolarsResult<()> {
+    ) -> PolarsResult<Vec<(&'m str, scorecard::ScoreItem<'m>)>> {
         merge_sorted(shop, self.shop, &["shop_id", "metric"])?;
         merge_sorted(agent, self.agent, &["shop_id", "agent_id", "metric"])?;
-        if let Some(items) = items {
-            let keys = ["shop_id", "agent_id", "metric", "buyer_id", "start"];
-            merge_sorted(items, self.items, &keys)?;
-        }
-        Ok(())
+        Ok(self.items)
     }
 }
 
@@ -540,77 +536,4 @@ impl<'m> Rows<'m> {
             ),
         ])
     }
-
-    /// The items with the two scorecard columns (`order_id`, `counted`).
-    fn items_frame(&self) -> PolarsResult<DataFrame> {
-        let r = &self.items;
-        let ts = |name: &str, v: Vec<Option<i64>>| -> PolarsResult<Column> {
-            Column::new(name.into(), v).cast(&DataType::Datetime(
-                TimeUnit::Milliseconds,
-                Some(TimeZone::UTC),
-            ))
-        };
-        let text = |f: fn(&scorecard::ScoreItem<'m>) -> &'m str| {
-            r.iter().map(|(_, it)| f(it)).collect::<Vec<_>>()
-        };
-        DataFrame::new_infer_height(vec![
-            Column::new("shop_id".into(), text(|it| it.shop_id)),
-            Column::new("buyer_id".into(), text(|it| it.buyer_id)),
-            Column::new("agent_id".into(), text(|it| it.agent_id)),
-            Column::new(
-                "metric".into(),
-                r.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
-            ),
-            ts("start", r.iter().map(|(_, it)| Some(it.start)).collect())?,
-            ts("reply", r.iter().map(|(_, it)| it.reply).collect())?,
-            Column::new(
-                "latency_ms".into(),
-                r.iter().map(|(_, it)| it.latency_ms).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "counted_ms".into(),
-                r.iter().map(|(_, it)| it.counted_ms).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "passed".into(),
-                r.iter().map(|(_, it)| it.passed).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "excluded".into(),
-                r.iter().map(|(_, it)| it.excluded).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "order_id".into(),
-                r.iter().map(|(_, it)| it.order_id).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "counted".into(),
-                r.iter().map(|(_, it)| it.counted).collect::<Vec<_>>(),
-            ),
-        ])
-    }
-}
-
-/// The message items with the scorecard columns (§8.2 "Items"): `order_id`
-/// null, `counted` what the item added to its numerator (1 or 0 for rates,
-/// the counted ms for mean latency), null for excluded items.
-pub(super) fn with_score_columns(df: &mut DataFrame) -> PolarsResult<()> {
-    let n = df.height();
-    let passed = df.column("passed")?.bool()?;
-    let counted_ms = df.column("counted_ms")?.i64()?;
-    let excluded = df.column("excluded")?.str()?;
-    let counted: Int64Chunked = passed
-        .iter()
-        .zip(counted_ms.iter())
-        .zip(excluded.iter())
-        .map(|((passed, ms), excluded)| match excluded {
-            Some(_) => None,
-            None => passed.map(i64::from).or(ms),
-        })
-        .collect();
-    df.with_column(Column::new("order_id".into(), vec![None::<&str>; n]))?;
-    df.with_column(Column::from(
-        counted.into_series().with_name("counted".into()),
-    ))?;
-    Ok(())
 }

@@ -10,8 +10,15 @@
 
 use polars::io::parquet::write::{get_encodings, ParquetCompression, StatisticsOptions};
 use polars::prelude::*;
+use polars_arrow::array::{
+    Array, DictionaryArray, MutableBinaryViewArray, PrimitiveArray, Utf8ViewArray,
+};
+use polars_arrow::bitmap::Bitmap;
+use polars_arrow::datatypes::{ArrowDataType, IntegerType, PhysicalType, PrimitiveType};
+use polars_compute::cardinality::estimate_cardinality;
 use polars_parquet::write::{
-    array_to_columns, compress, to_parquet_schema, CompressedPage, Version, WriteOptions,
+    array_to_columns, array_to_pages, compress, to_nested, to_parquet_leaves, to_parquet_schema,
+    CompressedPage, Encoding, ParquetType, Version, WriteOptions,
 };
 
 /// Rows per row group of a data file.
@@ -42,6 +49,249 @@ impl Encoded {
     }
 }
 
+/// What a column's builder knows of its values, to spare the dictionary
+/// decision work (the decision and the pages are the same whatever it is).
+pub(super) enum Hint {
+    /// Nothing: the cardinality estimated first, as the writer does.
+    None,
+    /// Values repeat: the distinct values found first (one hash map), the
+    /// estimate then taken from them alone.
+    Repeats,
+    /// An id per row, equal ids exactly for equal values (any id on a null
+    /// row): the distinct values found without hashing.
+    Ids(Vec<u32>),
+}
+
+/// One row group's compressed pages: `columns` (arrays of equal length, in
+/// schema order, each with its [`Hint`]) encoded as the file writer
+/// encodes them.
+pub(super) fn row_group(
+    columns: Vec<(Box<dyn Array>, Hint)>,
+    fields: &[ParquetType],
+    encodings: &[Vec<Encoding>],
+    options: WriteOptions,
+) -> PolarsResult<Vec<Vec<CompressedPage>>> {
+    let mut out = Vec::new();
+    for (((array, hint), type_), encoding) in columns.into_iter().zip(fields).zip(encodings) {
+        let columns = match choose(array.as_ref(), encoding, hint) {
+            Choice::Writer => array_to_columns(&array, type_.clone(), options, encoding)?,
+            Choice::Dictionary(dict) => array_to_columns(dict, type_.clone(), options, encoding)?,
+            Choice::Plain => {
+                let nested = to_nested(array.as_ref(), type_)?.remove(0);
+                let leaf = to_parquet_leaves(type_.clone()).remove(0);
+                vec![array_to_pages(
+                    array.as_ref(),
+                    leaf,
+                    &nested,
+                    options,
+                    Encoding::Plain,
+                )?]
+            }
+        };
+        for pages in columns {
+            let pages = pages
+                .map(|p| Ok(compress(p?, Vec::new(), options.compression)?))
+                .collect::<PolarsResult<Vec<CompressedPage>>>()?;
+            out.push(pages);
+        }
+    }
+    Ok(out)
+}
+
+/// How a column is encoded: as the writer decides (`Writer`), or the
+/// writer's decision taken here, with the dictionary built here.
+enum Choice {
+    Writer,
+    Plain,
+    Dictionary(Box<dyn Array>),
+}
+
+/// A column of a type [`choose`] decides for.
+#[derive(Clone, Copy)]
+enum Values<'a> {
+    Int(&'a PrimitiveArray<i64>),
+    Text(&'a Utf8ViewArray),
+}
+
+impl<'a> Values<'a> {
+    fn of(array: &'a dyn Array) -> Option<Values<'a>> {
+        match array.dtype().to_physical_type() {
+            PhysicalType::Primitive(PrimitiveType::Int64) => {
+                array.as_any().downcast_ref().map(Values::Int)
+            }
+            PhysicalType::Utf8View => array.as_any().downcast_ref().map(Values::Text),
+            _ => None,
+        }
+    }
+
+    /// Each row's key (its value's place among the distinct values in
+    /// order of first appearance; 0 on a null row) and the rows where the
+    /// distinct values first appear.
+    fn first_appearance(self, hint: &Hint) -> (Vec<u32>, Vec<u32>) {
+        let validity = match self {
+            Values::Int(a) => a.validity(),
+            Values::Text(a) => a.validity(),
+        };
+        match (self, hint) {
+            (_, Hint::Ids(ids)) => by_ids(ids, validity),
+            (Values::Int(a), _) => by_hash(a.iter().map(|v| v.copied())),
+            (Values::Text(a), _) => by_hash(a.iter()),
+        }
+    }
+
+    /// The values of `rows`, with the nulls' stand-in (`0`, `""`) after
+    /// them when `with_default` and it is not among them.
+    fn gather(self, rows: &[u32], with_default: bool) -> Box<dyn Array> {
+        match self {
+            Values::Int(a) => {
+                let mut v: Vec<i64> = rows.iter().map(|&r| a.value(r as usize)).collect();
+                if with_default && !v.contains(&0) {
+                    v.push(0);
+                }
+                Box::new(PrimitiveArray::new(a.dtype().clone(), v.into(), None))
+            }
+            Values::Text(a) => {
+                let mut b = MutableBinaryViewArray::<str>::with_capacity(rows.len() + 1);
+                let mut has_default = false;
+                for &r in rows {
+                    let v = a.value(r as usize);
+                    has_default |= v.is_empty();
+                    b.push_value(v);
+                }
+                if with_default && !has_default {
+                    b.push_value("");
+                }
+                Box::new(b.freeze())
+            }
+        }
+    }
+
+    fn dtype(self) -> &'a ArrowDataType {
+        match self {
+            Values::Int(a) => a.dtype(),
+            Values::Text(a) => a.dtype(),
+        }
+    }
+}
+
+/// The writer's dictionary decision for a flat column
+/// (`encode_as_dictionary_optional` in polars-parquet 0.55.2, which
+/// `Cargo.toml` pins): an integer column whose values span at most
+/// `u16::MAX` gets the writer's own bitmask dictionary; otherwise a column
+/// whose estimated cardinality is above 3/4 of its length (past 128 rows)
+/// is written plain, and any other gets a dictionary of its distinct
+/// values in order of first appearance, which the writer builds by hashing
+/// every value through `MutableDictionaryArray`, and this with one map or
+/// none. The estimate (HyperLogLog) depends only on the set of values
+/// hashed (a null hashes as `0` or `""`), so it is taken from the distinct
+/// values when they are known. The same dictionary makes the same pages
+/// (checked by the tests against the writer itself).
+fn choose(array: &dyn Array, encoding: &[Encoding], hint: Hint) -> Choice {
+    if encoding != [Encoding::RleDictionary] || array.is_empty() {
+        return Choice::Writer;
+    }
+    let Some(values) = Values::of(array) else {
+        return Choice::Writer;
+    };
+    if let Values::Int(a) = values {
+        let mut range: Option<(i64, i64)> = None;
+        for v in a.non_null_values_iter() {
+            range = Some(match range {
+                None => (v, v),
+                Some((lo, hi)) => (lo.min(v), hi.max(v)),
+            });
+        }
+        if let Some((lo, hi)) = range {
+            if hi
+                .checked_sub(lo)
+                .is_some_and(|d| d as u64 <= u16::MAX as u64)
+            {
+                return Choice::Writer;
+            }
+        }
+    }
+    let n = array.len();
+    let plain = |estimate: usize| n > 128 && (estimate as f64) / (n as f64) > 0.75;
+    let found = match hint {
+        Hint::None => {
+            if plain(estimate_cardinality(array)) {
+                return Choice::Plain;
+            }
+            values.first_appearance(&Hint::None)
+        }
+        hint => {
+            let found = values.first_appearance(&hint);
+            let estimate = if array.null_count() == n {
+                1 // as `estimate_cardinality` answers
+            } else {
+                let set = values.gather(&found.1, array.null_count() > 0);
+                estimate_cardinality(set.as_ref())
+            };
+            if plain(estimate) {
+                return Choice::Plain;
+            }
+            found
+        }
+    };
+    let (keys, firsts) = found;
+    let keys = PrimitiveArray::new(
+        ArrowDataType::UInt32,
+        keys.into(),
+        array.validity().cloned().filter(|v| v.unset_bits() > 0),
+    );
+    let dtype =
+        ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(values.dtype().clone()), false);
+    match DictionaryArray::<u32>::try_new(dtype, keys, values.gather(&firsts, false)) {
+        Ok(d) => Choice::Dictionary(Box::new(d)),
+        Err(_) => Choice::Writer,
+    }
+}
+
+/// [`Values::first_appearance`] with one hash map.
+fn by_hash<T: Copy + Eq + std::hash::Hash>(
+    values: impl Iterator<Item = Option<T>>,
+) -> (Vec<u32>, Vec<u32>) {
+    // Room for a distinct value in 8 rows without growing.
+    let room = (values.size_hint().0 / 8).max(1024);
+    let mut seen: hashbrown::HashMap<T, u32, foldhash::fast::FixedState> =
+        hashbrown::HashMap::with_capacity_and_hasher(room, foldhash::fast::FixedState::default());
+    let mut firsts = Vec::new();
+    let keys = values
+        .enumerate()
+        .map(|(row, v)| match v {
+            None => 0,
+            Some(v) => *seen.entry(v).or_insert_with(|| {
+                firsts.push(row as u32);
+                (firsts.len() - 1) as u32
+            }),
+        })
+        .collect();
+    (keys, firsts)
+}
+
+/// [`Values::first_appearance`] from ids (no hashing).
+fn by_ids(ids: &[u32], validity: Option<&Bitmap>) -> (Vec<u32>, Vec<u32>) {
+    let top = ids.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut slot = vec![u32::MAX; top];
+    let mut firsts = Vec::new();
+    let keys = ids
+        .iter()
+        .enumerate()
+        .map(|(row, &id)| {
+            if validity.is_some_and(|v| !v.get_bit(row)) {
+                return 0;
+            }
+            let s = &mut slot[id as usize];
+            if *s == u32::MAX {
+                *s = firsts.len() as u32;
+                firsts.push(row as u32);
+            }
+            *s
+        })
+        .collect();
+    (keys, firsts)
+}
+
 /// Encodes `df` as a data file's row groups (one per [`ROW_GROUP_ROWS`]
 /// rows), on the calling thread.
 pub fn encode(df: &DataFrame) -> PolarsResult<Encoded> {
@@ -59,20 +309,12 @@ pub fn encode(df: &DataFrame) -> PolarsResult<Encoded> {
             if batch.is_empty() {
                 continue;
             }
-            let mut columns = Vec::new();
-            for ((array, type_), encoding) in batch
+            let columns = batch
                 .columns()
                 .iter()
-                .zip(parquet.fields())
-                .zip(encodings.iter())
-            {
-                for pages in array_to_columns(array, type_.clone(), options, encoding)? {
-                    let pages = pages
-                        .map(|p| Ok(compress(p?, Vec::new(), options.compression)?))
-                        .collect::<PolarsResult<Vec<CompressedPage>>>()?;
-                    columns.push(pages);
-                }
-            }
+                .map(|c| (c.clone(), Hint::None))
+                .collect();
+            let columns = row_group(columns, parquet.fields(), &encodings, options)?;
             groups.push((batch.len() as u64, columns));
         }
         offset += ROW_GROUP_ROWS;

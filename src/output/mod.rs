@@ -16,12 +16,14 @@
 
 pub mod encode;
 pub mod items;
+#[cfg(test)]
+mod items_tests;
 pub mod manifest;
 pub mod partition;
 pub mod read;
 pub mod tables;
 
-pub use items::{items, NameRanks};
+pub use items::{encode_items, ItemSources, NameRanks, ScoreItems};
 pub use manifest::{
     commit_manifest, read_provisional, retract_manifest, rules_hash, AlertFacts, DailyFacts, Facts,
     InputFile, Manifest, OmittedFacts, RollingFacts, WindowFact,

@@ -258,10 +258,13 @@ impl<'t> DayIndex<'t> {
     /// (skipped: no rows, no items). `consults` matter only to the kinds of
     /// [`ScoreKind::uses_consults`].
     pub fn compute<'a>(
-        &'a self,
+        &self,
         metric: &ScoreMetric,
         consults: &[ConsultDay<'a>],
-    ) -> Option<DayResult<'a>> {
+    ) -> Option<DayResult<'a>>
+    where
+        't: 'a,
+    {
         if !self.rows.has(metric.kind) {
             return None;
         }
@@ -288,7 +291,10 @@ impl<'t> DayIndex<'t> {
     }
 
     /// `conversion`, `order_value`, `order_items` for one consult buyer-day.
-    fn sale<'a>(&'a self, kind: ScoreKind, c: &ConsultDay<'a>, acc: &mut Acc<'a>) {
+    fn sale<'a>(&self, kind: ScoreKind, c: &ConsultDay<'a>, acc: &mut Acc<'a>)
+    where
+        't: 'a,
+    {
         let orders = self
             .orders
             .get(&(c.shop, c.buyer))
@@ -330,7 +336,10 @@ impl<'t> DayIndex<'t> {
 
     /// `dispute_refund_rate`: two counts per shop, no items. Hours are
     /// tested on `finished_ts` and on `paid_ts`.
-    fn disputes<'a>(&'a self, hours: Hours, acc: &mut Acc<'a>) {
+    fn disputes<'a>(&self, hours: Hours, acc: &mut Acc<'a>)
+    where
+        't: 'a,
+    {
         let in_hours = |tod: i32| hours.contains(tod as i64);
         for r in self.rows.refunds.iter().flatten() {
             if in_hours(r.finished.tod) {
@@ -346,7 +355,10 @@ impl<'t> DayIndex<'t> {
     }
 
     /// `refund_time`: `success` refunds finished on D in hours.
-    fn refund_time<'a>(&'a self, hours: Hours, acc: &mut Acc<'a>) {
+    fn refund_time<'a>(&self, hours: Hours, acc: &mut Acc<'a>)
+    where
+        't: 'a,
+    {
         for r in self.rows.refunds.iter().flatten() {
             if !hours.contains(r.finished.tod as i64) {
                 continue;
@@ -371,7 +383,10 @@ impl<'t> DayIndex<'t> {
 
     /// `rating_share`: per (shop, buyer, agent) of D, the last in-hours
     /// rating by `ts` (ties: the last in input order).
-    fn ratings<'a>(&'a self, m: &ScoreMetric, acc: &mut Acc<'a>) {
+    fn ratings<'a>(&self, m: &ScoreMetric, acc: &mut Acc<'a>)
+    where
+        't: 'a,
+    {
         let mut last: PlHashMap<(&str, &str, &str), &Rating> = PlHashMap::default();
         let mut order: Vec<(&str, &str, &str)> = Vec::new();
         for &r in self.rows.ratings.iter().flatten() {

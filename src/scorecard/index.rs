@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::compute::ScoreKind;
 use super::tables::{Complaint, Order, Rating, Refund, Table, Tables};
+use crate::model::permute;
 
 /// The rows one day D's metrics read: orders paid on D or D+1 (those of D
 /// first), `success` refunds finished on D, complaints and ratings of D.
@@ -154,25 +155,6 @@ impl DayOrdered {
             refunds: on(&t.refunds, &[day], shops),
             complaints: on(&t.complaints, &[day], shops),
             ratings: on(&t.ratings, &[day], shops),
-        }
-    }
-}
-
-/// Puts `rows` in the order `order` gives (`order[k]`: the row that goes to
-/// place `k`), in place, one cycle of swaps at a time (no second copy of a
-/// table).
-fn permute<R>(rows: &mut [R], mut order: Vec<u32>) {
-    const DONE: u32 = u32::MAX;
-    for i in 0..rows.len() {
-        let mut j = i;
-        while order[j] != DONE {
-            let src = order[j] as usize;
-            order[j] = DONE;
-            if src == i {
-                break;
-            }
-            rows.swap(j, src);
-            j = src;
         }
     }
 }
