@@ -7,6 +7,7 @@
 //! widens a frame, so its tables stay byte for byte what they were.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -395,29 +396,40 @@ fn key_columns<'f>(df: &'f DataFrame, keys: &[&str]) -> PolarsResult<Vec<Key<'f>
 
 /// A row of `agent_daily`: shop, agent, metric, numerator, denominator,
 /// value, rule_version.
-type AgentRow = (String, String, String, i64, i64, Option<f64>, String);
+type AgentRow<'m> = (String, String, &'m str, i64, i64, Option<f64>, Rc<str>);
+
+/// A row of `shop_daily`: shop, metric, numerator, denominator, value,
+/// rule_version.
+type ShopRow<'m> = (String, &'m str, i64, i64, Option<f64>, Rc<str>);
 
 /// One bucket's scorecard rows, gathered over its metrics.
 #[derive(Default)]
 struct Rows<'m> {
-    /// (shop, metric, numerator, denominator, value, rule_version)
-    shop: Vec<(String, String, i64, i64, Option<f64>, String)>,
-    agent: Vec<AgentRow>,
+    shop: Vec<ShopRow<'m>>,
+    agent: Vec<AgentRow<'m>>,
     items: Vec<(&'m str, scorecard::ScoreItem<'m>)>,
 }
 
-/// Each distinct name's rank among `names` in byte-wise order.
-fn ranks<'a>(names: impl Iterator<Item = &'a str>) -> PlHashMap<&'a str, u32> {
-    let mut rank: PlHashMap<&str, u32> = PlHashMap::default();
-    for n in names {
-        rank.entry(n).or_insert(0);
+/// Each name's rank among the distinct `names` in byte-wise order (equal
+/// names, equal ranks), in the order given: one hash per name.
+fn ranks<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u32> {
+    let mut id: PlHashMap<&str, u32> = PlHashMap::default();
+    let mut distinct: Vec<&str> = Vec::new();
+    let ids: Vec<u32> = names
+        .map(|n| {
+            *id.entry(n).or_insert_with(|| {
+                distinct.push(n);
+                (distinct.len() - 1) as u32
+            })
+        })
+        .collect();
+    let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| distinct[a as usize].cmp(distinct[b as usize]));
+    let mut rank = vec![0u32; distinct.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
     }
-    let mut sorted: Vec<&str> = rank.keys().copied().collect();
-    sorted.sort_unstable();
-    for (r, n) in sorted.into_iter().enumerate() {
-        rank.insert(n, r as u32);
-    }
-    rank
+    ids.into_iter().map(|i| rank[i as usize]).collect()
 }
 
 impl<'m> Rows<'m> {
@@ -438,10 +450,10 @@ impl<'m> Rows<'m> {
         let mut keys: Vec<(u64, u64, i64, u32)> = items
             .iter()
             .enumerate()
-            .map(|(i, (m, it))| {
+            .map(|(i, (_, it))| {
                 (
-                    (shop[it.shop_id] as u64) << 32 | agent[it.agent_id] as u64,
-                    (metric[m] as u64) << 32 | buyer[it.buyer_id] as u64,
+                    (shop[i] as u64) << 32 | agent[i] as u64,
+                    (metric[i] as u64) << 32 | buyer[i] as u64,
                     it.start,
                     i as u32,
                 )
@@ -452,26 +464,28 @@ impl<'m> Rows<'m> {
     }
 
     fn add(&mut self, m: &'m Metric, r: scorecard::DayResult<'m>) {
+        // Once per metric, shared by its rows.
+        let version: Rc<str> = m.rule_version().into();
         let v = |n, d| m.value(n, d);
         for s in r.shop_rows() {
             self.shop.push((
                 s.shop_id,
-                m.id.clone(),
+                m.id.as_str(),
                 s.numerator,
                 s.denominator,
                 v(s.numerator, s.denominator),
-                m.rule_version(),
+                version.clone(),
             ));
         }
         for a in r.rows {
             self.agent.push((
                 a.shop_id,
                 a.agent_id,
-                m.id.clone(),
+                m.id.as_str(),
                 a.numerator,
                 a.denominator,
                 v(a.numerator, a.denominator),
-                m.rule_version(),
+                version.clone(),
             ));
         }
         for it in r.items {
@@ -486,10 +500,7 @@ impl<'m> Rows<'m> {
                 "shop_id".into(),
                 r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
             ),
-            Column::new(
-                "metric".into(),
-                r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
-            ),
+            Column::new("metric".into(), r.iter().map(|r| r.1).collect::<Vec<_>>()),
             Column::new(
                 "numerator".into(),
                 r.iter().map(|r| r.2).collect::<Vec<_>>(),
@@ -501,7 +512,7 @@ impl<'m> Rows<'m> {
             Column::new("value".into(), r.iter().map(|r| r.4).collect::<Vec<_>>()),
             Column::new(
                 "rule_version".into(),
-                r.iter().map(|r| r.5.as_str()).collect::<Vec<_>>(),
+                r.iter().map(|r| &*r.5).collect::<Vec<_>>(),
             ),
         ])
     }
@@ -517,10 +528,7 @@ impl<'m> Rows<'m> {
                 "agent_id".into(),
                 r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
             ),
-            Column::new(
-                "metric".into(),
-                r.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
-            ),
+            Column::new("metric".into(), r.iter().map(|r| r.2).collect::<Vec<_>>()),
             Column::new(
                 "numerator".into(),
                 r.iter().map(|r| r.3).collect::<Vec<_>>(),
@@ -532,7 +540,7 @@ impl<'m> Rows<'m> {
             Column::new("value".into(), r.iter().map(|r| r.5).collect::<Vec<_>>()),
             Column::new(
                 "rule_version".into(),
-                r.iter().map(|r| r.6.as_str()).collect::<Vec<_>>(),
+                r.iter().map(|r| &*r.6).collect::<Vec<_>>(),
             ),
         ])
     }

@@ -1,12 +1,15 @@
-//! A frame encoded into Parquet row groups (compressed pages) away from the
-//! file it goes to, so that a bucket's worker does the encoding and the
-//! thread that writes the day's `items` file in shop order only appends
-//! bytes. A bucket's items then wait for their turn as compressed pages, a
-//! fraction of the frame's memory.
+//! Row groups encoded into Parquet pages (compressed) away from the file
+//! they go to, so that a bucket's worker does the encoding and the thread
+//! that writes the day's `items` file in shop order only appends bytes. A
+//! bucket's items then wait for their turn as compressed pages.
 //!
 //! The pages are those [`super::StagedPartition::write`] makes of the same
-//! frame (same options, row groups of [`ROW_GROUP_ROWS`] rows), so the file
-//! is byte for byte the same whichever way it was written.
+//! rows as a frame (same options, row groups of [`ROW_GROUP_ROWS`] rows),
+//! so the file is byte for byte the same whichever way it was written: the
+//! writer's choice between a dictionary and plain values is taken here as
+//! the writer takes it ([`choose`]), only with less hashing. [`encode`]
+//! does this for a frame; [`super::items::encode_items`] for arrays built
+//! straight from the items.
 
 use polars::io::parquet::write::{get_encodings, ParquetCompression, StatisticsOptions};
 use polars::prelude::*;

@@ -2,12 +2,14 @@
 //! partition atomically.
 //!
 //! - [`tables`]: the frames of `shop_daily`, `agent_daily`, `shop_rolling`
-//!   and `alerts`; [`items`]: the frame of `items`.
+//!   and `alerts`; [`items`]: the `items` rows of a bucket, sorted, merged
+//!   with the scorecard's and encoded to Parquet pages (no frame).
 //! - [`partition`]: where partitions live, their atomic staged writes (and
 //!   the removal of a table the run does not write), the
 //!   output directory's checks, lock and spill folder.
-//! - [`encode`]: a frame encoded to Parquet pages by a bucket's worker,
-//!   for [`StagedPartition::write_encoded`].
+//! - [`encode`]: row groups encoded to Parquet pages away from the file
+//!   (the writer's dictionary decision taken there), for
+//!   [`StagedPartition::write_encoded`].
 //! - [`manifest`]: each partition's `_manifest.json`.
 //! - [`read`]: committed `shop_daily` partitions read back.
 //!
