@@ -15,7 +15,8 @@
 # counting them per shop (benches/duckdb/scan_floor.sql), the least any
 # engine must do.
 # The numbers must be identical (every shop, metric, numerator, denominator)
-# before any time is reported; then the four jobs are timed, alternating.
+# before any time is reported; then the four jobs are timed, alternating
+# (DuckDB first in each round, the others' order rotated).
 #
 # Usage:
 #   benches/compare.sh [--rows N] [--shops S] [--runs R]
@@ -216,20 +217,33 @@ timed duckdb check
     die "kefu --no-items and DuckDB disagree (rows above); no times are reported"
 
 # ------------------------------------------------------- 3. timed runs
-log "timing: $RUNS runs of each, alternating kefu / kefu --no-items / duckdb / scan floor"
+# Each round runs DuckDB first, then the other three jobs in an order
+# rotated by one per round. A job run right after DuckDB (or after the short
+# floor that follows it) pays more for its first touches of memory on these
+# VMs (kefu's read: 1.8-2.2 s there against 1.0-1.1 s after another kefu
+# run, measured 2026-12-03); a fixed order put the default job in that
+# place every round, and a merely rotated one keeps each job's successor.
+# Here each kefu job follows DuckDB, directly or through one job, equally
+# often over three rounds.
+JOBS=(kefu kefunoitems floor)
+log "timing: $RUNS runs of each, alternating: duckdb, then kefu / kefu --no-items / scan floor, their order rotated each round"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_BEFORE=$(busy_ticks)
 SECONDS_BEFORE=$(date +%s.%N)
 for i in $(seq 1 "$RUNS"); do
-    timed kefu "$i"
-    cp "$KEFU_SHOP_DAILY" "$WORK/kefu_shop_daily.parquet"
-    timed kefunoitems "$i"
-    cp "$KEFU_SHOP_DAILY" "$WORK/kefu_noitems_shop_daily.parquet"
-    timed duckdb "$i"
-    timed floor "$i"
+    order=()
+    for k in 0 1 2 3; do
+        if (( k == 0 )); then name=duckdb; else name=${JOBS[$(( (i - 2 + k) % 3 ))]}; fi
+        order+=("$name")
+        timed "$name" "$i"
+        case $name in
+            kefu) cp "$KEFU_SHOP_DAILY" "$WORK/kefu_shop_daily.parquet" ;;
+            kefunoitems) cp "$KEFU_SHOP_DAILY" "$WORK/kefu_noitems_shop_daily.parquet" ;;
+        esac
+    done
     t() { cut -d' ' -f1 "$WORK/$1.$i.time"; }
-    printf '  run %d: kefu %6.2f s   kefu --no-items %6.2f s   duckdb %6.2f s   scan floor %6.2f s\n' \
-        "$i" "$(t kefu)" "$(t kefunoitems)" "$(t duckdb)" "$(t floor)" >&2
+    printf '  run %d: kefu %6.2f s   kefu --no-items %6.2f s   duckdb %6.2f s   scan floor %6.2f s   (order: %s)\n' \
+        "$i" "$(t kefu)" "$(t kefunoitems)" "$(t duckdb)" "$(t floor)" "${order[*]}" >&2
 done
 SECONDS_AFTER=$(date +%s.%N)
 BUSY_AFTER=$(busy_ticks)
@@ -303,7 +317,7 @@ $(row floor "scan floor: DuckDB $DUCKDB_VERSION reads the same columns and rows,
 
 - The default job: **${RATIO}x** DuckDB's median wall time (target at most 0.50x), peak ${K_RSS} MiB against DuckDB's ${D_RSS} MiB; \`--no-items\`: **${N_RATIO}x** (target at most 0.35x).
 - Numbers: identical (every shop, metric, numerator and denominator), checked before timing and again after.
-- $RUNS runs each, alternating; $NPROC cores ($CPU_MODEL), $MEM_TOTAL; $KEFU_VERSION, $RUSTC.
+- $RUNS runs each, alternating (DuckDB first in each round, the others rotated); $NPROC cores ($CPU_MODEL), $MEM_TOTAL; $KEFU_VERSION, $RUSTC.
 - Machine load: other processes used about ${OTHER_PCT}% of the CPU during the timed runs (load average ${LOAD_BEFORE} before, ${LOAD_AFTER} after).
 - kefu's phases (its own log, medians): default: $(phases kefu); \`--no-items\`: $(phases kefunoitems). The scan floor's ${F_MED} s is the least the read could take.
 - All six platforms' presets in one run (\`kefu run --platform all --no-items\`, timed after the pairs): median ${A_MED} s (${A_MIN} - ${A_MAX} s), peak ${A_RSS} MiB: **${A_RATIO}x** the single-platform \`--no-items\` median.
