@@ -137,7 +137,7 @@ impl<'a> Values<'a> {
         };
         match (self, hint) {
             (_, Hint::Ids(ids)) => by_ids(ids, validity),
-            (Values::Int(a), _) => by_hash(a.iter().map(|v| v.copied())),
+            (Values::Int(a), _) => by_hash_ints(a),
             (Values::Text(a), _) => by_hash(a.iter()),
         }
     }
@@ -269,6 +269,29 @@ fn by_hash<T: Copy + Eq + std::hash::Hash>(
             }),
         })
         .collect();
+    (keys, firsts)
+}
+
+/// [`by_hash`] for integers, reading values and validity in one loop.
+fn by_hash_ints(a: &PrimitiveArray<i64>) -> (Vec<u32>, Vec<u32>) {
+    let values = a.values();
+    let room = (values.len() / 8).max(1024);
+    let mut seen: hashbrown::HashMap<i64, u32, foldhash::fast::FixedState> =
+        hashbrown::HashMap::with_capacity_and_hasher(room, foldhash::fast::FixedState::default());
+    let mut firsts = Vec::new();
+    let mut keys = Vec::with_capacity(values.len());
+    for (row, &v) in values.iter().enumerate() {
+        if a.validity().is_some_and(|b| !b.get_bit(row)) {
+            keys.push(0);
+            continue;
+        }
+        let next = firsts.len() as u32;
+        let k = *seen.entry(v).or_insert(next);
+        if k == next {
+            firsts.push(row as u32);
+        }
+        keys.push(k);
+    }
     (keys, firsts)
 }
 
