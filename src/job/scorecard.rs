@@ -1,10 +1,11 @@
 //! The scorecard of a run (SPEC §8): its tables, loaded once per run; the
 //! consult buyer-days the message engine finds for it; and each bucket's
-//! scorecard rows and items, merged into that bucket's daily frames.
+//! scorecard rows, merged into that bucket's daily frames, and items, sorted
+//! for `output::encode_items` to merge with the message items.
 //!
 //! Everything here is used only when a platform has scorecard metrics in
-//! force whose tables were given: a message-only run never sorts, merges or
-//! widens a frame, so its tables stay byte for byte what they were.
+//! force whose tables were given: a message-only run never sorts or merges
+//! a frame here, so its tables stay byte for byte what they were.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -137,8 +137,8 @@ impl<'a> Values<'a> {
         };
         match (self, hint) {
             (_, Hint::Ids(ids)) => by_ids(ids, validity),
-            (Values::Int(a), _) => by_hash_ints(a),
-            (Values::Text(a), _) => by_hash(a.iter()),
+            (Values::Int(a), _) => by_hash(a.len(), |r| a.is_valid(r).then(|| a.value(r))),
+            (Values::Text(a), _) => by_hash(a.len(), |r| a.is_valid(r).then(|| a.value(r))),
         }
     }
 
@@ -250,41 +250,23 @@ fn choose(array: &dyn Array, encoding: &[Encoding], hint: Hint) -> Choice {
     }
 }
 
-/// [`Values::first_appearance`] with one hash map.
+/// [`Values::first_appearance`] with one hash map: `value(row)` is row
+/// `row`'s value (`None`: null) of `n` rows.
 fn by_hash<T: Copy + Eq + std::hash::Hash>(
-    values: impl Iterator<Item = Option<T>>,
+    n: usize,
+    value: impl Fn(usize) -> Option<T>,
 ) -> (Vec<u32>, Vec<u32>) {
     // Room for a distinct value in 8 rows without growing.
-    let room = (values.size_hint().0 / 8).max(1024);
+    let room = (n / 8).max(1024);
     let mut seen: hashbrown::HashMap<T, u32, foldhash::fast::FixedState> =
         hashbrown::HashMap::with_capacity_and_hasher(room, foldhash::fast::FixedState::default());
     let mut firsts = Vec::new();
-    let keys = values
-        .enumerate()
-        .map(|(row, v)| match v {
-            None => 0,
-            Some(v) => *seen.entry(v).or_insert_with(|| {
-                firsts.push(row as u32);
-                (firsts.len() - 1) as u32
-            }),
-        })
-        .collect();
-    (keys, firsts)
-}
-
-/// [`by_hash`] for integers, reading values and validity in one loop.
-fn by_hash_ints(a: &PrimitiveArray<i64>) -> (Vec<u32>, Vec<u32>) {
-    let values = a.values();
-    let room = (values.len() / 8).max(1024);
-    let mut seen: hashbrown::HashMap<i64, u32, foldhash::fast::FixedState> =
-        hashbrown::HashMap::with_capacity_and_hasher(room, foldhash::fast::FixedState::default());
-    let mut firsts = Vec::new();
-    let mut keys = Vec::with_capacity(values.len());
-    for (row, &v) in values.iter().enumerate() {
-        if a.validity().is_some_and(|b| !b.get_bit(row)) {
+    let mut keys = Vec::with_capacity(n);
+    for row in 0..n {
+        let Some(v) = value(row) else {
             keys.push(0);
             continue;
-        }
+        };
         let next = firsts.len() as u32;
         let k = *seen.entry(v).or_insert(next);
         if k == next {
