@@ -22,6 +22,19 @@ fn main() -> ExitCode {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     }
+    // No transparent huge pages: mimalloc asks for them (`madvise`) on
+    // its arenas, and each first touch of a 2 MiB region then faults in
+    // and zeroes a whole huge page; on the benchmark VMs that tripled the
+    // kernel's time and slowed the day by 10-20% (BENCHMARKS.md, 2026-12-03
+    // (3)). mimalloc reads its own switch (`MIMALLOC_ALLOW_THP`) before
+    // `main`, so the process opts out instead; setting MIMALLOC_ALLOW_THP
+    // in the environment leaves the choice to mimalloc.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: a plain prctl on this process; failure (an old kernel)
+        // only leaves huge pages on.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
     let cli = cli::parse();
     match cli::run(cli) {
         Ok(code) => code,
