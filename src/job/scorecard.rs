@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::model::{day_number, Messages};
 use crate::rules::{Metric, Policy, Responders, Unit, Unreplied};
 use crate::scorecard::{
-    self, ConsultDay, DayIndex, DayOrdered, LocalDays, ScoreKind, ShopRange, Table, Tables,
+    self, ConsultDay, DayIndex, DayOrdered, LocalDays, NameIds, ScoreKind, ShopRange, Table, Tables,
 };
 
 /// The tables of each platform of the run (by platform name), loaded and
@@ -238,14 +238,42 @@ impl<'a> BucketScorer<'a> {
         // The consult buyer-days of each consult metric (one per `hours`),
         // gathered once for every kind that reads them.
         let mut by_hours: Vec<Vec<ConsultDay>> = vec![Vec::new(); self.consult_hours.len()];
+        if let Some(r) = consults {
+            for (h, n) in by_hours.iter_mut().zip(&r.totals) {
+                h.reserve(n.counted as usize + n.excluded as usize);
+            }
+        }
         for it in consults.iter().flat_map(|r| &r.items) {
             by_hours[it.metric as usize].push(ConsultDay {
                 shop: &msgs.shop_names[it.shop as usize],
                 buyer: &msgs.buyer_names[it.buyer as usize],
                 start_utc_ms: it.start,
                 agent: &msgs.agent_names[it.agent as usize],
+                ids: Some(NameIds {
+                    shop: it.shop,
+                    buyer: it.buyer,
+                    agent: it.agent,
+                }),
             });
         }
+        // Their orders, looked up once for every sale kind of the hours.
+        let sale = |k: &ScoreKind| {
+            matches!(
+                k,
+                ScoreKind::Conversion | ScoreKind::OrderValue | ScoreKind::OrderItems
+            )
+        };
+        let orders: Vec<Option<Vec<&[&scorecard::Order]>>> = by_hours
+            .iter()
+            .zip(&self.consult_hours)
+            .map(|(days, hours)| {
+                let wanted = self
+                    .metrics
+                    .iter()
+                    .any(|m| m.hours == *hours && m.score_metric().is_some_and(|d| sale(&d.kind)));
+                wanted.then(|| index.consult_orders(days))
+            })
+            .collect();
         let mut rows = Rows::default();
         let mut totals = vec![0; self.metrics.len()];
         for (k, m) in self.metrics.iter().enumerate() {
@@ -253,11 +281,11 @@ impl<'a> BucketScorer<'a> {
                 continue;
             };
             let hours = self.consult_hours.iter().position(|h| *h == m.hours);
-            let days: &[ConsultDay] = match hours {
-                Some(h) if def.kind.uses_consults() => &by_hours[h],
-                _ => &[],
+            let (days, orders): (&[ConsultDay], _) = match hours {
+                Some(h) if def.kind.uses_consults() => (&by_hours[h], orders[h].as_deref()),
+                _ => (&[], None),
             };
-            let Some(result) = index.compute(&def, days) else {
+            let Some(result) = index.compute_with(&def, days, orders) else {
                 continue;
             };
             totals[k] += result.items.len() as u64;
@@ -411,57 +439,13 @@ struct Rows<'m> {
     items: Vec<(&'m str, scorecard::ScoreItem<'m>)>,
 }
 
-/// Each name's rank among the distinct `names` in byte-wise order (equal
-/// names, equal ranks), in the order given: one hash per name.
-fn ranks<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u32> {
-    let mut id: PlHashMap<&str, u32> = PlHashMap::default();
-    let mut distinct: Vec<&str> = Vec::new();
-    let ids: Vec<u32> = names
-        .map(|n| {
-            *id.entry(n).or_insert_with(|| {
-                distinct.push(n);
-                (distinct.len() - 1) as u32
-            })
-        })
-        .collect();
-    let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| distinct[a as usize].cmp(distinct[b as usize]));
-    let mut rank = vec![0u32; distinct.len()];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i as usize] = r as u32;
-    }
-    ids.into_iter().map(|i| rank[i as usize]).collect()
-}
-
 impl<'m> Rows<'m> {
-    /// Sorts the rows and items as their tables are (stably: items of equal
-    /// keys stay in the order found).
+    /// Sorts the rows as their tables are (the items are sorted when
+    /// encoded: [`crate::output::encode_items`]).
     fn sort(&mut self) {
         self.shop.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         self.agent
             .sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
-        // By integer keys: each name's rank among the bucket's names of its
-        // column (byte-wise, as the table is sorted), then the position, so
-        // that equal keys keep the order found.
-        let items = &self.items;
-        let shop = ranks(items.iter().map(|(_, it)| it.shop_id));
-        let agent = ranks(items.iter().map(|(_, it)| it.agent_id));
-        let metric = ranks(items.iter().map(|(m, _)| *m));
-        let buyer = ranks(items.iter().map(|(_, it)| it.buyer_id));
-        let mut keys: Vec<(u64, u64, i64, u32)> = items
-            .iter()
-            .enumerate()
-            .map(|(i, (_, it))| {
-                (
-                    (shop[i] as u64) << 32 | agent[i] as u64,
-                    (metric[i] as u64) << 32 | buyer[i] as u64,
-                    it.start,
-                    i as u32,
-                )
-            })
-            .collect();
-        keys.sort_unstable();
-        self.items = keys.into_iter().map(|k| items[k.3 as usize]).collect();
     }
 
     fn add(&mut self, m: &'m Metric, r: scorecard::DayResult<'m>) {

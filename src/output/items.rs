@@ -79,9 +79,161 @@ enum Row {
     Score(u32),
 }
 
-/// A bucket's scorecard items (§8.2), each with its metric id, sorted as
-/// the table is (shop_id, agent_id, metric, buyer_id, start).
+/// A bucket's scorecard items (§8.2), each with its metric id, in the
+/// order found: [`encode_items`] sorts them as the table is (shop_id,
+/// agent_id, metric, buyer_id, start), stably.
 pub type ScoreItems<'a> = [(&'a str, ScoreItem<'a>)];
+
+/// A name's place among a bucket's message names of its column, for
+/// sorting and merging rows by integers instead of strings: `key` orders
+/// as the strings do, `id` is equal exactly for equal strings (for the
+/// encoder's dictionary). A message name of rank `r`: key `r << 32 |
+/// u32::MAX`, id `r`. Another name, `p` message names below it and `q`th
+/// among the other names of the bucket's scorecard items: key `p << 32 |
+/// q` (between the message names around it), id `distinct + q`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place {
+    key: u64,
+    id: u32,
+}
+
+impl Place {
+    fn of_rank(r: u32) -> Place {
+        Place {
+            key: u64::from(r) << 32 | u64::from(u32::MAX),
+            id: r,
+        }
+    }
+}
+
+/// The places ([`Place`]) of one column's names in the scorecard items:
+/// `ids` gives an item's message id when it has one, `text` its name.
+fn places<'a>(
+    n: usize,
+    names: &[String],
+    rank: &[u32],
+    ids: impl Fn(usize) -> Option<u32>,
+    text: impl Fn(usize) -> &'a str,
+) -> Vec<Place> {
+    let mut out: Vec<Place> = Vec::with_capacity(n);
+    let mut other: Vec<(&str, u32)> = Vec::new();
+    for j in 0..n {
+        match ids(j) {
+            Some(id) => out.push(Place::of_rank(rank[id as usize])),
+            None => {
+                other.push((text(j), j as u32));
+                out.push(Place { key: 0, id: 0 });
+            }
+        }
+    }
+    if other.is_empty() {
+        return out;
+    }
+    // The message names in order, one per rank.
+    let distinct = rank.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut by_rank = vec![0u32; distinct];
+    for (id, &r) in rank.iter().enumerate() {
+        by_rank[r as usize] = id as u32;
+    }
+    let name = |r: usize| names[by_rank[r] as usize].as_str();
+    other.sort_unstable();
+    let mut q = 0u32;
+    let mut prev: Option<(&str, Place)> = None;
+    for &(s, j) in &other {
+        let place = match prev {
+            Some((p, place)) if p == s => place,
+            _ => {
+                let p = by_rank.partition_point(|&id| names[id as usize].as_str() < s);
+                let place = if p < distinct && name(p) == s {
+                    Place::of_rank(p as u32)
+                } else {
+                    q += 1;
+                    Place {
+                        key: (p as u64) << 32 | u64::from(q - 1),
+                        id: (distinct as u32) + q - 1,
+                    }
+                };
+                prev = Some((s, place));
+                place
+            }
+        };
+        out[j as usize] = place;
+    }
+    out
+}
+
+/// An item's place in the table: (shop_id, agent_id, metric, buyer_id)
+/// as places ([`Place`] keys; the metric's rank), then `start`.
+type ItemKey = (u64, u64, u32, u64, i64);
+
+/// Where the scorecard items' names fall among the bucket's message names
+/// (see [`Place`]), per column, and the metric ids' ranks among the
+/// message and scorecard metric ids together.
+struct ScorePlaces {
+    shop: Vec<Place>,
+    agent: Vec<Place>,
+    buyer: Vec<Place>,
+    /// Each message metric's rank, then each scorecard item's.
+    message_metric: Vec<u32>,
+    score_metric: Vec<u32>,
+}
+
+impl ScorePlaces {
+    fn of(s: &ItemSources, score: &ScoreItems) -> ScorePlaces {
+        let (m, r, n) = (s.messages, s.ranks, score.len());
+        let it = |j: usize| &score[j].1;
+        // The metric ids: the message metrics', then the scorecard's.
+        let mut ids: Vec<String> = s.metrics.iter().map(|k| k.id.clone()).collect();
+        let first = ids.len();
+        let score_metric_ix: Vec<usize> = score
+            .iter()
+            .map(|(id, _)| match ids[first..].iter().position(|x| x == id) {
+                Some(k) => first + k,
+                None => {
+                    ids.push(id.to_string());
+                    ids.len() - 1
+                }
+            })
+            .collect();
+        let metric_rank = name_ranks(&ids);
+        ScorePlaces {
+            shop: places(
+                n,
+                &m.shop_names,
+                &r.shop,
+                |j| it(j).ids.map(|i| i.shop),
+                |j| it(j).shop_id,
+            ),
+            agent: places(
+                n,
+                &m.agent_names,
+                &r.agent,
+                |j| it(j).ids.map(|i| i.agent),
+                |j| it(j).agent_id,
+            ),
+            buyer: places(
+                n,
+                &m.buyer_names,
+                &r.buyer,
+                |j| it(j).ids.map(|i| i.buyer),
+                |j| it(j).buyer_id,
+            ),
+            message_metric: metric_rank[..first].to_vec(),
+            score_metric: score_metric_ix.iter().map(|&k| metric_rank[k]).collect(),
+        }
+    }
+
+    /// Scorecard item `j`'s sort key (before its position).
+    fn key(&self, j: usize, start: i64) -> ItemKey {
+        (
+            self.shop[j].key,
+            self.agent[j].key,
+            self.score_metric[j],
+            self.buyer[j].key,
+            start,
+        )
+    }
+}
 
 /// What a bucket's `items` rows are made of.
 pub struct ItemSources<'a> {
@@ -151,35 +303,38 @@ fn message_order(s: &ItemSources) -> Vec<u32> {
     keyed.into_iter().map(|k| k.3).collect()
 }
 
-/// Every row in table order: the message items and the scorecard items
-/// merged by (shop_id, agent_id, metric, buyer_id, start), a message item
-/// first on equal keys (as a stable sort of the message items followed by
-/// the scorecard's would place them).
-fn table_order(s: &ItemSources, messages: &[u32]) -> Vec<Row> {
-    let score = s.score.unwrap_or(&[]);
-    if score.is_empty() {
-        return (0..messages.len() as u32).map(Row::Message).collect();
-    }
-    let m = s.messages;
-    let msg_key = |i: u32| {
-        let it = &s.items[i as usize];
+/// Every row in table order: the message items (already in table order)
+/// and the scorecard items, sorted stably and merged by (shop_id,
+/// agent_id, metric, buyer_id, start), a message item first on equal keys
+/// (as a stable sort of the message items followed by the scorecard's
+/// would place them). Compared by places ([`Place`]), not strings.
+fn table_order(s: &ItemSources, places: Option<&ScorePlaces>) -> Vec<Row> {
+    let (score, Some(p)) = (s.score.unwrap_or(&[]), places) else {
+        return (0..s.items.len() as u32).map(Row::Message).collect();
+    };
+    let mut sorted: Vec<(ItemKey, u32)> = score
+        .iter()
+        .enumerate()
+        .map(|(j, (_, it))| (p.key(j, it.start), j as u32))
+        .collect();
+    sorted.sort_unstable();
+    let r = s.ranks;
+    let msg_key = |i: usize| {
+        let it = &s.items[i];
         (
-            m.shop_names[it.shop as usize].as_str(),
-            m.agent_names[it.agent as usize].as_str(),
-            s.metrics[it.metric as usize].id.as_str(),
-            m.buyer_names[it.buyer as usize].as_str(),
+            Place::of_rank(r.shop[it.shop as usize]).key,
+            Place::of_rank(r.agent[it.agent as usize]).key,
+            p.message_metric[it.metric as usize],
+            Place::of_rank(r.buyer[it.buyer as usize]).key,
             it.start,
         )
     };
-    let score_key = |j: usize| {
-        let (metric, it) = &score[j];
-        (it.shop_id, it.agent_id, *metric, it.buyer_id, it.start)
-    };
-    let mut out = Vec::with_capacity(messages.len() + score.len());
+    let n = s.items.len();
+    let mut out = Vec::with_capacity(n + score.len());
     let (mut i, mut j) = (0, 0);
-    while i < messages.len() || j < score.len() {
-        if j < score.len() && (i == messages.len() || score_key(j) < msg_key(messages[i])) {
-            out.push(Row::Score(j as u32));
+    while i < n || j < sorted.len() {
+        if j < sorted.len() && (i == n || sorted[j].0 < msg_key(i)) {
+            out.push(Row::Score(sorted[j].1));
             j += 1;
         } else {
             out.push(Row::Message(i as u32));
@@ -208,19 +363,19 @@ fn validity(valid: MutableBitmap) -> Option<Bitmap> {
 
 /// A name column: a message row's name is a view of `dict` (the
 /// bucket's distinct names), copied; a scorecard row's name is its own.
-/// Its hint: the names' ranks (`rank`: equal names, equal ranks) when
-/// every row is a message row.
+/// Its hint: ids equal exactly for equal names, the message names' ranks
+/// (`rank`) and the scorecard rows' place ids (`score_id`).
 fn name_column<'r>(
     rows: &[Row],
     dict: &Utf8ViewArray,
     rank: &[u32],
     message: impl Fn(u32) -> usize,
     score: impl Fn(u32) -> &'r str,
+    score_id: impl Fn(u32) -> u32,
 ) -> (Box<dyn Array>, Hint) {
     let base = dict.data_buffers().len() as u32;
     let mut extra: Vec<u8> = Vec::new();
     let mut ids: Vec<u32> = Vec::with_capacity(rows.len());
-    let mut only_messages = true;
     let views: Vec<View> = rows
         .iter()
         .map(|r| match *r {
@@ -230,7 +385,7 @@ fn name_column<'r>(
                 dict.views()[k]
             }
             Row::Score(j) => {
-                only_messages = false;
+                ids.push(score_id(j));
                 let b = score(j).as_bytes();
                 let v = View::new_from_bytes(b, base, extra.len() as u32);
                 if b.len() > View::MAX_INLINE_SIZE as usize {
@@ -255,11 +410,7 @@ fn name_column<'r>(
             None,
         )
     };
-    let hint = match only_messages {
-        true => Hint::Ids(ids),
-        false => Hint::Repeats,
-    };
-    (Box::new(array), hint)
+    (Box::new(array), Hint::Ids(ids))
 }
 
 /// An optional text column.
@@ -315,10 +466,14 @@ fn bool_column(rows: &[Row], f: impl Fn(Row) -> Option<bool>) -> Box<dyn Array> 
 /// [`encode`](super::encode::encode) makes of the same rows as a frame.
 pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
     let order = message_order(&s);
-    let rows = table_order(&s, &order);
     // The message items in table order: each column below then reads them
     // in order (not at random, once per column).
     crate::model::permute(s.items, order);
+    let places = s
+        .score
+        .filter(|x| !x.is_empty())
+        .map(|x| ScorePlaces::of(&s, x));
+    let rows = table_order(&s, places.as_ref());
     let schema = schema(s.score.is_some());
     let arrow = schema.to_arrow(CompatLevel::newest());
     let dtypes: Vec<ArrowDataType> = arrow.iter_values().map(|f| f.dtype().clone()).collect();
@@ -333,7 +488,18 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
     let agents = name_array(m.agent_names.iter().map(String::as_str));
     let metrics = name_array(s.metrics.iter().map(|k| k.id.as_str()));
     let r = s.ranks;
-    let metric_rank = metric_ranks(s.metrics);
+    // The metric ranks among the message and scorecard metric ids when
+    // there are scorecard rows (so that ids stay equal exactly for equal
+    // ids across both kinds of rows).
+    let metric_rank = match &places {
+        Some(p) => p.message_metric.clone(),
+        None => metric_ranks(s.metrics),
+    };
+    // A scorecard row's place id in a column (only called when there are
+    // scorecard rows, hence places).
+    let place = |col: fn(&ScorePlaces) -> &[Place], j: u32| {
+        places.as_ref().map_or(0, |p| col(p)[j as usize].id)
+    };
     // One value of either kind of row.
     fn pick<T>(r: Row, msg: impl Fn(u32) -> T, sc: impl Fn(u32) -> T) -> T {
         match r {
@@ -351,6 +517,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
                 &r.shop,
                 |i| item(i).shop as usize,
                 |j| score(j).1.shop_id,
+                |j| place(|p| &p.shop, j),
             ),
             name_column(
                 chunk,
@@ -358,6 +525,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
                 &r.buyer,
                 |i| item(i).buyer as usize,
                 |j| score(j).1.buyer_id,
+                |j| place(|p| &p.buyer, j),
             ),
             name_column(
                 chunk,
@@ -365,6 +533,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
                 &r.agent,
                 |i| item(i).agent as usize,
                 |j| score(j).1.agent_id,
+                |j| place(|p| &p.agent, j),
             ),
             name_column(
                 chunk,
@@ -372,6 +541,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
                 &metric_rank,
                 |i| item(i).metric as usize,
                 |j| score(j).0,
+                |j| places.as_ref().map_or(0, |p| p.score_metric[j as usize]),
             ),
             (
                 int_column(chunk, &dtypes[4], |r| {

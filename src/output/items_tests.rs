@@ -11,7 +11,7 @@ use super::StagedPartition;
 use crate::engine::{Excluded, Item};
 use crate::model::Messages;
 use crate::rules::{Metric, RuleSet};
-use crate::scorecard::ScoreItem;
+use crate::scorecard::{NameIds, ScoreItem};
 use crate::shard::Shard;
 
 /// xorshift: a fixed pseudo-random sequence.
@@ -177,20 +177,48 @@ fn check(seed: u64, n: usize, k: usize, score_columns: bool, wide: bool) {
         }
     };
     let score_metrics = ["pdd.inquiry_conversion_rate", "pdd.avg_order_value"];
-    let owned: Vec<(String, String, String, String, Option<String>)> = (0..k)
+    // Half of them as a consult buyer-day's items are: the message names
+    // with their ids; the others as a table's rows give them, ids unknown.
+    type Owned = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<NameIds>,
+    );
+    let owned: Vec<Owned> = (0..k)
         .map(|_| {
+            let metric = score_metrics[rng.below(2) as usize].to_string();
+            let order = (rng.below(2) == 0).then(|| format!("order-{}", rng.next() % 100_000));
+            if rng.below(2) == 0 {
+                let ids = NameIds {
+                    shop: rng.below(m.shop_names.len() as u64) as u32,
+                    buyer: rng.below(m.buyer_names.len() as u64) as u32,
+                    agent: rng.below(m.agent_names.len() as u64) as u32,
+                };
+                return (
+                    metric,
+                    m.shop_names[ids.shop as usize].clone(),
+                    m.buyer_names[ids.buyer as usize].clone(),
+                    m.agent_names[ids.agent as usize].clone(),
+                    order,
+                    Some(ids),
+                );
+            }
             (
-                score_metrics[rng.below(2) as usize].to_string(),
+                metric,
                 pick(&mut rng, &m.shop_names),
                 pick(&mut rng, &m.buyer_names),
                 pick(&mut rng, &m.agent_names),
-                (rng.below(2) == 0).then(|| format!("order-{}", rng.next() % 100_000)),
+                order,
+                None,
             )
         })
         .collect();
-    let mut score: Vec<(&str, ScoreItem)> = owned
+    let score: Vec<(&str, ScoreItem)> = owned
         .iter()
-        .map(|(metric, shop, buyer, agent, order)| {
+        .map(|(metric, shop, buyer, agent, order, ids)| {
             let start = 1_715_800_000_000 + rng.below(86_400_000) as i64;
             (
                 metric.as_str(),
@@ -206,20 +234,13 @@ fn check(seed: u64, n: usize, k: usize, score_columns: bool, wide: bool) {
                     excluded: None,
                     order_id: order.as_deref(),
                     counted: Some(rng.below(40_000) as i64),
+                    ids: *ids,
                 },
             )
         })
         .collect();
-    // As the scorecard hands them over: sorted as the table is (stably).
-    score.sort_by(|a, b| {
-        (a.1.shop_id, a.1.agent_id, a.0, a.1.buyer_id, a.1.start).cmp(&(
-            b.1.shop_id,
-            b.1.agent_id,
-            b.0,
-            b.1.buyer_id,
-            b.1.start,
-        ))
-    });
+    // In the order found, as the scorecard hands them over: `encode_items`
+    // sorts them.
     let mut rows: Vec<RefRow> = items
         .iter()
         .map(|it| {

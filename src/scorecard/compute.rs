@@ -93,6 +93,18 @@ pub struct ConsultDay<'a> {
     pub start_utc_ms: i64,
     /// Its agent (§2), "" when none.
     pub agent: &'a str,
+    /// The names' ids in the message bucket they come from, when they do:
+    /// the `items` table then sorts them by the bucket's name ranks.
+    pub ids: Option<NameIds>,
+}
+
+/// A (shop, buyer, agent) as ids into a message bucket's name lists
+/// (`Messages::shop_names`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameIds {
+    pub shop: u32,
+    pub buyer: u32,
+    pub agent: u32,
 }
 
 /// One drill-down row (§5 `items` plus §8.2's `order_id` and `counted`),
@@ -112,6 +124,9 @@ pub struct ScoreItem<'a> {
     pub order_id: Option<&'a str>,
     /// What the item added to the numerator.
     pub counted: Option<i64>,
+    /// The names' message-bucket ids, for items of consult buyer-days
+    /// (`None`: the names come from a table's rows).
+    pub ids: Option<NameIds>,
 }
 
 /// A metric's numbers for one (shop, agent) of the day.
@@ -211,9 +226,11 @@ pub fn missing_tables(kind: ScoreKind, tables: &Tables) -> Vec<&'static str> {
 pub struct DayIndex<'t> {
     day: i32,
     rows: DayRows<'t>,
-    /// (shop, buyer) → the qualifying orders paid on D or D+1, by
-    /// (paid_ts, input order).
-    orders: PlHashMap<(&'t str, &'t str), Vec<&'t Order>>,
+    /// (shop, buyer) → its qualifying orders paid on D or D+1: the range
+    /// `ranges[k]` of `sales`, sorted by (paid_ts, input order).
+    orders: PlHashMap<(&'t str, &'t str), u32>,
+    ranges: Vec<(u32, u32)>,
+    sales: Vec<&'t Order>,
     /// (shop, buyer) with a complaint on D.
     complained: PlHashSet<(&'t str, &'t str)>,
 }
@@ -227,19 +244,30 @@ impl<'t> DayIndex<'t> {
     /// The index of `rows`, the rows of day `day` (of some shops): within
     /// a shop, in input order.
     pub fn of_rows(day: i32, rows: DayRows<'t>) -> DayIndex<'t> {
-        let mut orders: PlHashMap<_, Vec<&Order>> = PlHashMap::default();
+        // Each (shop, buyer) numbered in order of appearance, its orders
+        // then put together by a stable sort: ties keep input order (equal
+        // instants share their day).
+        let mut number: PlHashMap<(&str, &str), u32> = PlHashMap::default();
+        let mut sales: Vec<(u32, &Order)> = Vec::new();
         for &o in rows.orders.iter().flatten() {
             if o.grouped {
-                orders
+                let next = number.len() as u32;
+                let k = *number
                     .entry((o.shop.as_str(), o.buyer.as_str()))
-                    .or_default()
-                    .push(o);
+                    .or_insert(next);
+                sales.push((k, o));
             }
         }
-        // Stable: ties keep input order (equal instants share their day).
-        for v in orders.values_mut() {
-            v.sort_by_key(|o| o.paid.utc);
+        sales.sort_by_key(|(k, o)| (*k, o.paid.utc));
+        let mut range = vec![(0u32, 0u32); number.len()];
+        for (i, (k, _)) in sales.iter().enumerate() {
+            let r = &mut range[*k as usize];
+            if r.1 == 0 {
+                r.0 = i as u32;
+            }
+            r.1 = i as u32 + 1;
         }
+        let sales = sales.into_iter().map(|(_, o)| o).collect();
         let complained = rows
             .complaints
             .iter()
@@ -249,7 +277,9 @@ impl<'t> DayIndex<'t> {
         DayIndex {
             day,
             rows,
-            orders,
+            orders: number,
+            ranges: range,
+            sales,
             complained,
         }
     }
@@ -265,17 +295,44 @@ impl<'t> DayIndex<'t> {
     where
         't: 'a,
     {
+        self.compute_with(metric, consults, None)
+    }
+
+    /// Each consult buyer-day's orders ([`Self::orders_of`]): looked up
+    /// once for all the sale kinds of one `hours` (see
+    /// [`Self::compute_with`]).
+    pub fn consult_orders<'a>(&self, consults: &[ConsultDay<'a>]) -> Vec<&[&'t Order]>
+    where
+        't: 'a,
+    {
+        consults.iter().map(|c| self.orders_of(c)).collect()
+    }
+
+    /// [`Self::compute`], with `consults`' orders looked up beforehand
+    /// ([`Self::consult_orders`] of the same `consults`) when given.
+    pub fn compute_with<'a>(
+        &self,
+        metric: &ScoreMetric,
+        consults: &[ConsultDay<'a>],
+        orders: Option<&[&[&'t Order]]>,
+    ) -> Option<DayResult<'a>>
+    where
+        't: 'a,
+    {
         if !self.rows.has(metric.kind) {
             return None;
         }
         let mut acc = Acc::default();
         match metric.kind {
             ScoreKind::Conversion | ScoreKind::OrderValue | ScoreKind::OrderItems => {
-                for c in consults {
-                    self.sale(metric.kind, c, &mut acc);
+                acc.items.reserve(consults.len());
+                for (k, c) in consults.iter().enumerate() {
+                    let o = orders.map_or_else(|| self.orders_of(c), |o| o[k]);
+                    self.sale(metric.kind, c, o, &mut acc);
                 }
             }
             ScoreKind::ComplaintRate => {
+                acc.items.reserve(consults.len());
                 for c in consults {
                     let passed = self.complained.contains(&(c.shop, c.buyer));
                     let mut item = consult_item(c);
@@ -290,29 +347,35 @@ impl<'t> DayIndex<'t> {
         Some(acc.finish(metric.kind == ScoreKind::DisputeRefundRate))
     }
 
-    /// `conversion`, `order_value`, `order_items` for one consult buyer-day.
-    fn sale<'a>(&self, kind: ScoreKind, c: &ConsultDay<'a>, acc: &mut Acc<'a>)
+    /// The qualifying orders of a consult buyer-day's (shop, buyer), paid
+    /// on D or D+1, by (paid_ts, input order).
+    fn orders_of<'a>(&self, c: &ConsultDay<'a>) -> &[&'t Order]
     where
         't: 'a,
     {
-        let orders = self
-            .orders
-            .get(&(c.shop, c.buyer))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        match self.orders.get(&(c.shop, c.buyer)) {
+            Some(&k) => {
+                let (from, until) = self.ranges[k as usize];
+                &self.sales[from as usize..until as usize]
+            }
+            None => &[],
+        }
+    }
+
+    /// `conversion`, `order_value`, `order_items` for one consult buyer-day
+    /// and its (shop, buyer)'s `orders` ([`Self::orders_of`]).
+    fn sale<'a>(&self, kind: ScoreKind, c: &ConsultDay<'a>, orders: &[&'a Order], acc: &mut Acc<'a>)
+    where
+        't: 'a,
+    {
+        // `orders` is sorted by paid_ts: those before the start come first.
+        let at = orders.partition_point(|o| o.paid.utc < c.start_utc_ms);
         // Pre-sale: no qualifying order paid on D before the start.
-        if orders
-            .iter()
-            .any(|o| o.paid.day == self.day && o.paid.utc < c.start_utc_ms)
-        {
+        if orders[..at].iter().any(|o| o.paid.day == self.day) {
             return;
         }
         // The window [start, 00:00 of D+2): `orders` holds D and D+1 only.
-        let window: Vec<&Order> = orders
-            .iter()
-            .copied()
-            .filter(|o| o.paid.utc >= c.start_utc_ms)
-            .collect();
+        let window = &orders[at..];
         let first = window.first();
         if kind != ScoreKind::Conversion && first.is_none() {
             return; // not a passing item of `conversion`
@@ -376,6 +439,7 @@ impl<'t> DayIndex<'t> {
                 excluded: None,
                 order_id: Some(&r.order_id),
                 counted: Some(ms),
+                ids: None,
             };
             acc.add(&r.shop, "", ms, item);
         }
@@ -418,6 +482,7 @@ impl<'t> DayIndex<'t> {
                 excluded: None,
                 order_id: None,
                 counted: Some(passed as i64),
+                ids: None,
             };
             acc.add(&r.shop, &r.agent, passed as i64, item);
         }
@@ -438,6 +503,7 @@ fn consult_item<'a>(c: &ConsultDay<'a>) -> ScoreItem<'a> {
         excluded: None,
         order_id: None,
         counted: None,
+        ids: c.ids,
     }
 }
 

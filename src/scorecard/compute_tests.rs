@@ -52,6 +52,7 @@ fn consult<'a>(buyer: &'a str, start: LocalTime) -> ConsultDay<'a> {
         buyer,
         start_utc_ms: start.utc,
         agent: "a1",
+        ids: None,
     }
 }
 

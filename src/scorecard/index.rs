@@ -8,6 +8,7 @@
 //! metrics (ties among orders paid at one instant, among ratings of one
 //! buyer; §8.2), and that stays input order.
 
+use polars::prelude::PlHashMap;
 use rayon::prelude::*;
 
 use super::compute::ScoreKind;
@@ -109,21 +110,38 @@ impl DayOrdered {
     /// Sorts every table's rows (stably, so input order stays within a
     /// day and shop).
     pub fn new(mut t: Tables) -> DayOrdered {
-        // By position, then the rows moved into place: a row is large, its
-        // key a day and a reference; the position as the last key keeps the
-        // sort stable.
+        // By integer keys (the day, the shop's rank among the table's
+        // distinct shops in byte order, the position: unique, so an
+        // unstable sort is stable), then the rows moved into place.
         fn sort<R: Dated + Send + Sync>(t: &mut Option<Table<R>>) {
             let Some(t) = t else { return };
             let rows = &t.rows;
-            let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-            order.par_sort_unstable_by(|&a, &b| {
-                let (x, y) = (&rows[a as usize], &rows[b as usize]);
-                x.day()
-                    .cmp(&y.day())
-                    .then_with(|| x.shop().as_bytes().cmp(y.shop().as_bytes()))
-                    .then(a.cmp(&b))
-            });
-            permute(&mut t.rows, order);
+            let mut number: PlHashMap<&str, u32> = PlHashMap::default();
+            let mut shops: Vec<&str> = Vec::new();
+            let ids: Vec<u32> = rows
+                .iter()
+                .map(|r| {
+                    *number.entry(r.shop()).or_insert_with(|| {
+                        shops.push(r.shop());
+                        shops.len() as u32 - 1
+                    })
+                })
+                .collect();
+            let mut by_name: Vec<u32> = (0..shops.len() as u32).collect();
+            by_name.sort_unstable_by(|&a, &b| shops[a as usize].cmp(shops[b as usize]));
+            let mut rank = vec![0u32; shops.len()];
+            for (r, &i) in by_name.iter().enumerate() {
+                rank[i as usize] = r as u32;
+            }
+            let mut keys: Vec<(i32, u32, u32)> = rows
+                .iter()
+                .zip(&ids)
+                .enumerate()
+                .map(|(i, (r, &id))| (r.day(), rank[id as usize], i as u32))
+                .collect();
+            drop((number, shops));
+            keys.par_sort_unstable();
+            permute(&mut t.rows, keys.into_iter().map(|k| k.2).collect());
         }
         sort(&mut t.orders);
         sort(&mut t.refunds);

@@ -19,8 +19,8 @@ mod read;
 pub mod tables;
 
 pub use compute::{
-    alert_fires, missing_tables, value, AlertWhen, ConsultDay, DayIndex, DayResult, ScoreItem,
-    ScoreKind, ScoreMetric, ScoreRow,
+    alert_fires, missing_tables, value, AlertWhen, ConsultDay, DayIndex, DayResult, NameIds,
+    ScoreItem, ScoreKind, ScoreMetric, ScoreRow,
 };
 pub use index::{DayOrdered, DayRows, ShopRange};
 pub use read::LocalTime;
