@@ -278,7 +278,11 @@ fn metric_ranks(metrics: &[&Metric]) -> Vec<u32> {
 
 /// The message items in table order: sorted by shop_id, agent_id, metric,
 /// then buyer_id and start (then the engine's order, for equal keys).
-fn message_order(s: &ItemSources) -> Vec<u32> {
+/// The message items' keys in table order: ((shop rank, agent rank),
+/// (metric rank, buyer rank), start, index), the ranks packed by 32 bits.
+type MessageKey = (u64, u64, i64, u32);
+
+fn message_order(s: &ItemSources) -> Vec<MessageKey> {
     use rayon::prelude::*;
     let ranks = s.ranks;
     let metric_rank = metric_ranks(s.metrics);
@@ -300,7 +304,7 @@ fn message_order(s: &ItemSources) -> Vec<u32> {
         })
         .collect();
     keyed.par_sort_unstable();
-    keyed.into_iter().map(|k| k.3).collect()
+    keyed
 }
 
 /// Every row in table order: the message items (already in table order)
@@ -308,9 +312,9 @@ fn message_order(s: &ItemSources) -> Vec<u32> {
 /// agent_id, metric, buyer_id, start), a message item first on equal keys
 /// (as a stable sort of the message items followed by the scorecard's
 /// would place them). Compared by places ([`Place`]), not strings.
-fn table_order(s: &ItemSources, places: Option<&ScorePlaces>) -> Vec<Row> {
+fn table_order(s: &ItemSources, keys: &[MessageKey], places: Option<&ScorePlaces>) -> Vec<Row> {
     let (score, Some(p)) = (s.score.unwrap_or(&[]), places) else {
-        return (0..s.items.len() as u32).map(Row::Message).collect();
+        return (0..keys.len() as u32).map(Row::Message).collect();
     };
     let mut sorted: Vec<(ItemKey, u32)> = score
         .iter()
@@ -318,15 +322,21 @@ fn table_order(s: &ItemSources, places: Option<&ScorePlaces>) -> Vec<Row> {
         .map(|(j, (_, it))| (p.key(j, it.start), j as u32))
         .collect();
     sorted.sort_unstable();
-    let r = s.ranks;
+    // A message item's key from its sorted key (its metric's rank among
+    // the message metrics mapped to the rank among all metric ids).
+    let mut metric = vec![0u32; s.metrics.len()];
+    for (k, &r) in metric_ranks(s.metrics).iter().enumerate() {
+        metric[r as usize] = p.message_metric[k];
+    }
+    let low = |x: u64| Place::of_rank(x as u32).key;
     let msg_key = |i: usize| {
-        let it = &s.items[i];
+        let (shop_agent, metric_buyer, start, _) = keys[i];
         (
-            Place::of_rank(r.shop[it.shop as usize]).key,
-            Place::of_rank(r.agent[it.agent as usize]).key,
-            p.message_metric[it.metric as usize],
-            Place::of_rank(r.buyer[it.buyer as usize]).key,
-            it.start,
+            low(shop_agent >> 32),
+            low(shop_agent),
+            metric[(metric_buyer >> 32) as usize],
+            low(metric_buyer),
+            start,
         )
     };
     let n = s.items.len();
@@ -465,15 +475,16 @@ fn bool_column(rows: &[Row], f: impl Fn(Row) -> Option<bool>) -> Box<dyn Array> 
 /// [`ROW_GROUP_ROWS`] rows straight from the items (no frame): the pages
 /// [`encode`](super::encode::encode) makes of the same rows as a frame.
 pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
-    let order = message_order(&s);
+    let keys = message_order(&s);
     // The message items in table order: each column below then reads them
     // in order (not at random, once per column).
-    crate::model::permute(s.items, order);
+    crate::model::permute(s.items, keys.iter().map(|k| k.3).collect());
     let places = s
         .score
         .filter(|x| !x.is_empty())
         .map(|x| ScorePlaces::of(&s, x));
-    let rows = table_order(&s, places.as_ref());
+    let rows = table_order(&s, &keys, places.as_ref());
+    drop(keys);
     let schema = schema(s.score.is_some());
     let arrow = schema.to_arrow(CompatLevel::newest());
     let dtypes: Vec<ArrowDataType> = arrow.iter_values().map(|f| f.dtype().clone()).collect();

@@ -2,6 +2,8 @@
 //! day's consult buyer-days (which the message engine finds), the rows per
 //! (shop, agent) and the drill-down items.
 
+use std::cell::OnceCell;
+
 use polars::prelude::{PlHashMap, PlHashSet};
 
 use crate::rules::Hours;
@@ -222,17 +224,55 @@ pub fn missing_tables(kind: ScoreKind, tables: &Tables) -> Vec<&'static str> {
 
 /// The tables' rows of one local day D, indexed for the metrics of D. Build
 /// it once per day (or per shop range of a day) and compute every metric
-/// from it.
+/// from it; the indexes are built when a metric first needs them (a day of
+/// the window back-fill, without consults, needs none).
 pub struct DayIndex<'t> {
     day: i32,
     rows: DayRows<'t>,
-    /// (shop, buyer) → its qualifying orders paid on D or D+1: the range
-    /// `ranges[k]` of `sales`, sorted by (paid_ts, input order).
-    orders: PlHashMap<(&'t str, &'t str), u32>,
-    ranges: Vec<(u32, u32)>,
-    sales: Vec<&'t Order>,
+    sales: OnceCell<Sales<'t>>,
     /// (shop, buyer) with a complaint on D.
-    complained: PlHashSet<(&'t str, &'t str)>,
+    complained: OnceCell<PlHashSet<(&'t str, &'t str)>>,
+}
+
+/// Each (shop, buyer)'s qualifying orders paid on D or D+1: `by_pair` gives
+/// the range `ranges[k]` of `orders`, sorted by (paid_ts, input order).
+struct Sales<'t> {
+    by_pair: PlHashMap<(&'t str, &'t str), u32>,
+    ranges: Vec<(u32, u32)>,
+    orders: Vec<&'t Order>,
+}
+
+impl<'t> Sales<'t> {
+    fn of(rows: &DayRows<'t>) -> Sales<'t> {
+        // Each (shop, buyer) numbered in order of appearance, its orders
+        // then put together by a stable sort: ties keep input order (equal
+        // instants share their day).
+        let mut by_pair: PlHashMap<(&str, &str), u32> = PlHashMap::default();
+        let mut keyed: Vec<(u32, &Order)> = Vec::new();
+        for &o in rows.orders.iter().flatten() {
+            if o.grouped {
+                let next = by_pair.len() as u32;
+                let k = *by_pair
+                    .entry((o.shop.as_str(), o.buyer.as_str()))
+                    .or_insert(next);
+                keyed.push((k, o));
+            }
+        }
+        keyed.sort_by_key(|(k, o)| (*k, o.paid.utc));
+        let mut ranges = vec![(0u32, 0u32); by_pair.len()];
+        for (i, (k, _)) in keyed.iter().enumerate() {
+            let r = &mut ranges[*k as usize];
+            if r.1 == 0 {
+                r.0 = i as u32;
+            }
+            r.1 = i as u32 + 1;
+        }
+        Sales {
+            by_pair,
+            ranges,
+            orders: keyed.into_iter().map(|(_, o)| o).collect(),
+        }
+    }
 }
 
 impl<'t> DayIndex<'t> {
@@ -244,44 +284,23 @@ impl<'t> DayIndex<'t> {
     /// The index of `rows`, the rows of day `day` (of some shops): within
     /// a shop, in input order.
     pub fn of_rows(day: i32, rows: DayRows<'t>) -> DayIndex<'t> {
-        // Each (shop, buyer) numbered in order of appearance, its orders
-        // then put together by a stable sort: ties keep input order (equal
-        // instants share their day).
-        let mut number: PlHashMap<(&str, &str), u32> = PlHashMap::default();
-        let mut sales: Vec<(u32, &Order)> = Vec::new();
-        for &o in rows.orders.iter().flatten() {
-            if o.grouped {
-                let next = number.len() as u32;
-                let k = *number
-                    .entry((o.shop.as_str(), o.buyer.as_str()))
-                    .or_insert(next);
-                sales.push((k, o));
-            }
-        }
-        sales.sort_by_key(|(k, o)| (*k, o.paid.utc));
-        let mut range = vec![(0u32, 0u32); number.len()];
-        for (i, (k, _)) in sales.iter().enumerate() {
-            let r = &mut range[*k as usize];
-            if r.1 == 0 {
-                r.0 = i as u32;
-            }
-            r.1 = i as u32 + 1;
-        }
-        let sales = sales.into_iter().map(|(_, o)| o).collect();
-        let complained = rows
-            .complaints
-            .iter()
-            .flatten()
-            .map(|c| (c.shop.as_str(), c.buyer.as_str()))
-            .collect();
         DayIndex {
             day,
             rows,
-            orders: number,
-            ranges: range,
-            sales,
-            complained,
+            sales: OnceCell::new(),
+            complained: OnceCell::new(),
         }
+    }
+
+    fn complained(&self) -> &PlHashSet<(&'t str, &'t str)> {
+        self.complained.get_or_init(|| {
+            self.rows
+                .complaints
+                .iter()
+                .flatten()
+                .map(|c| (c.shop.as_str(), c.buyer.as_str()))
+                .collect()
+        })
     }
 
     /// One metric of the day; `None` when a table it needs was not given
@@ -333,8 +352,9 @@ impl<'t> DayIndex<'t> {
             }
             ScoreKind::ComplaintRate => {
                 acc.items.reserve(consults.len());
+                let complained = self.complained();
                 for c in consults {
-                    let passed = self.complained.contains(&(c.shop, c.buyer));
+                    let passed = complained.contains(&(c.shop, c.buyer));
                     let mut item = consult_item(c);
                     item.passed = Some(passed);
                     acc.add(c.shop, c.agent, passed as i64, item);
@@ -353,10 +373,11 @@ impl<'t> DayIndex<'t> {
     where
         't: 'a,
     {
-        match self.orders.get(&(c.shop, c.buyer)) {
+        let sales = self.sales.get_or_init(|| Sales::of(&self.rows));
+        match sales.by_pair.get(&(c.shop, c.buyer)) {
             Some(&k) => {
-                let (from, until) = self.ranges[k as usize];
-                &self.sales[from as usize..until as usize]
+                let (from, until) = sales.ranges[k as usize];
+                &sales.orders[from as usize..until as usize]
             }
             None => &[],
         }
