@@ -173,8 +173,11 @@ struct ScorePlaces {
     shop: Vec<Place>,
     agent: Vec<Place>,
     buyer: Vec<Place>,
-    /// Each message metric's rank, then each scorecard item's.
-    message_metric: Vec<u32>,
+    /// The metric ids: the message metrics', then the other scorecard
+    /// metrics' (each once), and their ranks.
+    metric_ids: Vec<String>,
+    metric_rank: Vec<u32>,
+    /// Each scorecard item's metric (an index into `metric_ids`).
     score_metric: Vec<u32>,
 }
 
@@ -185,13 +188,13 @@ impl ScorePlaces {
         // The metric ids: the message metrics', then the scorecard's.
         let mut ids: Vec<String> = s.metrics.iter().map(|k| k.id.clone()).collect();
         let first = ids.len();
-        let score_metric_ix: Vec<usize> = score
+        let score_metric: Vec<u32> = score
             .iter()
             .map(|(id, _)| match ids[first..].iter().position(|x| x == id) {
-                Some(k) => first + k,
+                Some(k) => (first + k) as u32,
                 None => {
                     ids.push(id.to_string());
-                    ids.len() - 1
+                    ids.len() as u32 - 1
                 }
             })
             .collect();
@@ -218,8 +221,9 @@ impl ScorePlaces {
                 |j| it(j).ids.map(|i| i.buyer),
                 |j| it(j).buyer_id,
             ),
-            message_metric: metric_rank[..first].to_vec(),
-            score_metric: score_metric_ix.iter().map(|&k| metric_rank[k]).collect(),
+            metric_ids: ids,
+            metric_rank,
+            score_metric,
         }
     }
 
@@ -228,7 +232,7 @@ impl ScorePlaces {
         (
             self.shop[j].key,
             self.agent[j].key,
-            self.score_metric[j],
+            self.metric_rank[self.score_metric[j] as usize],
             self.buyer[j].key,
             start,
         )
@@ -307,14 +311,30 @@ fn message_order(s: &ItemSources) -> Vec<MessageKey> {
     keyed
 }
 
+/// The scorecard items in table order (copied, so that each column reads
+/// them in order), with what their name columns need: each item's metric
+/// (an index into [`ScorePlaces::metric_ids`]) and its names' place ids.
+struct SortedScore<'a> {
+    items: Vec<ScoreItem<'a>>,
+    metric: Vec<u32>,
+    shop: Vec<u32>,
+    agent: Vec<u32>,
+    buyer: Vec<u32>,
+}
+
 /// Every row in table order: the message items (already in table order)
 /// and the scorecard items, sorted stably and merged by (shop_id,
 /// agent_id, metric, buyer_id, start), a message item first on equal keys
 /// (as a stable sort of the message items followed by the scorecard's
-/// would place them). Compared by places ([`Place`]), not strings.
-fn table_order(s: &ItemSources, keys: &[MessageKey], places: Option<&ScorePlaces>) -> Vec<Row> {
+/// would place them). Compared by places ([`Place`]), not strings. A
+/// [`Row::Score`] is a place in the returned [`SortedScore`].
+fn table_order<'a>(
+    s: &ItemSources<'a>,
+    keys: &[MessageKey],
+    places: Option<&ScorePlaces>,
+) -> (Vec<Row>, Option<SortedScore<'a>>) {
     let (score, Some(p)) = (s.score.unwrap_or(&[]), places) else {
-        return (0..keys.len() as u32).map(Row::Message).collect();
+        return ((0..keys.len() as u32).map(Row::Message).collect(), None);
     };
     let mut sorted: Vec<(ItemKey, u32)> = score
         .iter()
@@ -322,11 +342,27 @@ fn table_order(s: &ItemSources, keys: &[MessageKey], places: Option<&ScorePlaces
         .map(|(j, (_, it))| (p.key(j, it.start), j as u32))
         .collect();
     sorted.sort_unstable();
+    let n = sorted.len();
+    let mut by_place = SortedScore {
+        items: Vec::with_capacity(n),
+        metric: Vec::with_capacity(n),
+        shop: Vec::with_capacity(n),
+        agent: Vec::with_capacity(n),
+        buyer: Vec::with_capacity(n),
+    };
+    for &(_, j) in &sorted {
+        let j = j as usize;
+        by_place.items.push(score[j].1);
+        by_place.metric.push(p.score_metric[j]);
+        by_place.shop.push(p.shop[j].id);
+        by_place.agent.push(p.agent[j].id);
+        by_place.buyer.push(p.buyer[j].id);
+    }
     // A message item's key from its sorted key (its metric's rank among
     // the message metrics mapped to the rank among all metric ids).
     let mut metric = vec![0u32; s.metrics.len()];
     for (k, &r) in metric_ranks(s.metrics).iter().enumerate() {
-        metric[r as usize] = p.message_metric[k];
+        metric[r as usize] = p.metric_rank[k];
     }
     let low = |x: u64| Place::of_rank(x as u32).key;
     let msg_key = |i: usize| {
@@ -339,19 +375,19 @@ fn table_order(s: &ItemSources, keys: &[MessageKey], places: Option<&ScorePlaces
             start,
         )
     };
-    let n = s.items.len();
-    let mut out = Vec::with_capacity(n + score.len());
-    let (mut i, mut j) = (0, 0);
-    while i < n || j < sorted.len() {
-        if j < sorted.len() && (i == n || sorted[j].0 < msg_key(i)) {
-            out.push(Row::Score(sorted[j].1));
-            j += 1;
+    let m = s.items.len();
+    let mut out = Vec::with_capacity(m + n);
+    let (mut i, mut t) = (0, 0);
+    while i < m || t < n {
+        if t < n && (i == m || sorted[t].0 < msg_key(i)) {
+            out.push(Row::Score(t as u32));
+            t += 1;
         } else {
             out.push(Row::Message(i as u32));
             i += 1;
         }
     }
-    out
+    (out, Some(by_place))
 }
 
 /// `names` as one string array (each name once), whose views the name
@@ -371,32 +407,29 @@ fn validity(valid: MutableBitmap) -> Option<Bitmap> {
     (bitmap.unset_bits() > 0).then_some(bitmap)
 }
 
-/// A name column: a message row's name is a view of `dict` (the
-/// bucket's distinct names), copied; a scorecard row's name is its own.
-/// Its hint: ids equal exactly for equal names, the message names' ranks
-/// (`rank`) and the scorecard rows' place ids (`score_id`).
+/// A name column: a row's name is a view of `dict` (the bucket's distinct
+/// names), copied, when `name` gives its index there (`Ok`), else its own
+/// text with its id (`Err`). Its hint: ids equal exactly for equal names,
+/// `rank` of a `dict` name, the given id of another.
 fn name_column<'r>(
     rows: &[Row],
     dict: &Utf8ViewArray,
     rank: &[u32],
-    message: impl Fn(u32) -> usize,
-    score: impl Fn(u32) -> &'r str,
-    score_id: impl Fn(u32) -> u32,
+    name: impl Fn(Row) -> Result<usize, (&'r str, u32)>,
 ) -> (Box<dyn Array>, Hint) {
     let base = dict.data_buffers().len() as u32;
     let mut extra: Vec<u8> = Vec::new();
     let mut ids: Vec<u32> = Vec::with_capacity(rows.len());
     let views: Vec<View> = rows
         .iter()
-        .map(|r| match *r {
-            Row::Message(i) => {
-                let k = message(i);
+        .map(|r| match name(*r) {
+            Ok(k) => {
                 ids.push(rank[k]);
                 dict.views()[k]
             }
-            Row::Score(j) => {
-                ids.push(score_id(j));
-                let b = score(j).as_bytes();
+            Err((text, id)) => {
+                ids.push(id);
+                let b = text.as_bytes();
                 let v = View::new_from_bytes(b, base, extra.len() as u32);
                 if b.len() > View::MAX_INLINE_SIZE as usize {
                     extra.extend_from_slice(b);
@@ -483,7 +516,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
         .score
         .filter(|x| !x.is_empty())
         .map(|x| ScorePlaces::of(&s, x));
-    let rows = table_order(&s, &keys, places.as_ref());
+    let (rows, sorted) = table_order(&s, &keys, places.as_ref());
     drop(keys);
     let schema = schema(s.score.is_some());
     let arrow = schema.to_arrow(CompatLevel::newest());
@@ -493,24 +526,35 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
     let options = write_options();
     let m = s.messages;
     let item = |i: u32| &s.items[i as usize];
-    let score = |j: u32| &s.score.unwrap_or(&[])[j as usize];
+    let sorted = sorted.as_ref();
+    // Only called for scorecard rows, hence `sorted`.
+    let score = |t: u32| &sorted.expect("scorecard rows").items[t as usize];
+    let ss = || sorted.expect("scorecard rows");
     let shops = name_array(m.shop_names.iter().map(String::as_str));
     let buyers = name_array(m.buyer_names.iter().map(String::as_str));
     let agents = name_array(m.agent_names.iter().map(String::as_str));
-    let metrics = name_array(s.metrics.iter().map(|k| k.id.as_str()));
     let r = s.ranks;
-    // The metric ranks among the message and scorecard metric ids when
-    // there are scorecard rows (so that ids stay equal exactly for equal
-    // ids across both kinds of rows).
-    let metric_rank = match &places {
-        Some(p) => p.message_metric.clone(),
-        None => metric_ranks(s.metrics),
+    // The metric ids and their ranks: the message metrics', then the
+    // scorecard's when there are scorecard rows (so that ids stay equal
+    // exactly for equal ids across both kinds of rows).
+    let (metrics, metric_rank) = match &places {
+        Some(p) => (
+            name_array(p.metric_ids.iter().map(String::as_str)),
+            p.metric_rank.clone(),
+        ),
+        None => (
+            name_array(s.metrics.iter().map(|k| k.id.as_str())),
+            metric_ranks(s.metrics),
+        ),
     };
-    // A scorecard row's place id in a column (only called when there are
-    // scorecard rows, hence places).
-    let place = |col: fn(&ScorePlaces) -> &[Place], j: u32| {
-        places.as_ref().map_or(0, |p| col(p)[j as usize].id)
-    };
+    // A scorecard row's name: its message-bucket id when it has one, else
+    // its text and place id.
+    fn id_or_text(id: Option<u32>, text: &str, place: u32) -> Result<usize, (&str, u32)> {
+        match id {
+            Some(k) => Ok(k as usize),
+            None => Err((text, place)),
+        }
+    }
     // One value of either kind of row.
     fn pick<T>(r: Row, msg: impl Fn(u32) -> T, sc: impl Fn(u32) -> T) -> T {
         match r {
@@ -522,66 +566,69 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
     for chunk in rows.chunks(ROW_GROUP_ROWS) {
         // Timestamps are mostly distinct; durations, flags and names repeat.
         let mut columns = vec![
-            name_column(
-                chunk,
-                &shops,
-                &r.shop,
-                |i| item(i).shop as usize,
-                |j| score(j).1.shop_id,
-                |j| place(|p| &p.shop, j),
-            ),
-            name_column(
-                chunk,
-                &buyers,
-                &r.buyer,
-                |i| item(i).buyer as usize,
-                |j| score(j).1.buyer_id,
-                |j| place(|p| &p.buyer, j),
-            ),
-            name_column(
-                chunk,
-                &agents,
-                &r.agent,
-                |i| item(i).agent as usize,
-                |j| score(j).1.agent_id,
-                |j| place(|p| &p.agent, j),
-            ),
-            name_column(
-                chunk,
-                &metrics,
-                &metric_rank,
-                |i| item(i).metric as usize,
-                |j| score(j).0,
-                |j| places.as_ref().map_or(0, |p| p.score_metric[j as usize]),
-            ),
+            name_column(chunk, &shops, &r.shop, |row| {
+                pick(
+                    row,
+                    |i| Ok(item(i).shop as usize),
+                    |t| {
+                        let it = score(t);
+                        id_or_text(it.ids.map(|x| x.shop), it.shop_id, ss().shop[t as usize])
+                    },
+                )
+            }),
+            name_column(chunk, &buyers, &r.buyer, |row| {
+                pick(
+                    row,
+                    |i| Ok(item(i).buyer as usize),
+                    |t| {
+                        let it = score(t);
+                        id_or_text(it.ids.map(|x| x.buyer), it.buyer_id, ss().buyer[t as usize])
+                    },
+                )
+            }),
+            name_column(chunk, &agents, &r.agent, |row| {
+                pick(
+                    row,
+                    |i| Ok(item(i).agent as usize),
+                    |t| {
+                        let it = score(t);
+                        id_or_text(it.ids.map(|x| x.agent), it.agent_id, ss().agent[t as usize])
+                    },
+                )
+            }),
+            name_column(chunk, &metrics, &metric_rank, |row| {
+                pick(
+                    row,
+                    |i| Ok(item(i).metric as usize),
+                    |t| Ok(ss().metric[t as usize] as usize),
+                )
+            }),
             (
                 int_column(chunk, &dtypes[4], |r| {
-                    pick(r, |i| Some(item(i).start), |j| Some(score(j).1.start))
+                    pick(r, |i| Some(item(i).start), |j| Some(score(j).start))
                 }),
                 Hint::None,
             ),
             (
                 int_column(chunk, &dtypes[5], |r| {
-                    pick(r, |i| item(i).reply, |j| score(j).1.reply)
+                    pick(r, |i| item(i).reply, |j| score(j).reply)
                 }),
                 Hint::None,
             ),
             (
                 int_column(chunk, &dtypes[6], |r| {
-                    pick(r, |i| item(i).latency_ms, |j| score(j).1.latency_ms)
+                    pick(r, |i| item(i).latency_ms, |j| score(j).latency_ms)
                 }),
                 Hint::Repeats,
             ),
             (
                 int_column(chunk, &dtypes[7], |r| {
-                    pick(r, |i| item(i).counted_ms, |j| score(j).1.counted_ms)
+                    pick(r, |i| item(i).counted_ms, |j| score(j).counted_ms)
                 }),
                 Hint::Repeats,
             ),
             (
-                bool_column(chunk, |r| {
-                    pick(r, |i| item(i).passed, |j| score(j).1.passed)
-                }),
+                bool_column(chunk, |r| pick(r, |i| item(i).passed, |j| score(j).passed)),
                 Hint::None,
             ),
             (
@@ -589,7 +636,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
                     pick(
                         r,
                         |i| item(i).excluded.map(|e| e.as_str()),
-                        |j| score(j).1.excluded,
+                        |j| score(j).excluded,
                     )
                 }),
                 Hint::Repeats,
@@ -597,7 +644,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
         ];
         if s.score.is_some() {
             columns.push((
-                text_column(chunk, |r| pick(r, |_| None, |j| score(j).1.order_id)),
+                text_column(chunk, |r| pick(r, |_| None, |j| score(j).order_id)),
                 Hint::None,
             ));
             // What a message item added to its numerator (§8.2 "Items"):
@@ -614,7 +661,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
                                 None => it.passed.map(i64::from).or(it.counted_ms),
                             }
                         },
-                        |j| score(j).1.counted,
+                        |j| score(j).counted,
                     )
                 }),
                 Hint::Repeats,
