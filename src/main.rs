@@ -24,9 +24,10 @@ fn main() -> ExitCode {
     }
     // No transparent huge pages: mimalloc asks for them (`madvise`) on
     // its arenas, and each first touch of a 2 MiB region then faults in
-    // and zeroes a whole huge page; on the benchmark VMs that tripled the
-    // kernel's time and slowed the day by 10-20% (BENCHMARKS.md, 2026-12-03
-    // (3)). mimalloc reads its own switch (`MIMALLOC_ALLOW_THP`) before
+    // and zeroes a whole huge page; on the benchmark VMs that cost more
+    // kernel time than the larger pages saved (figures in
+    // benches/runs/2026-12-04-huge-pages-and-scorecard-items.md). mimalloc
+    // reads its own switch (`MIMALLOC_ALLOW_THP`) before
     // `main`, so the process opts out instead; setting MIMALLOC_ALLOW_THP
     // in the environment leaves the choice to mimalloc.
     #[cfg(target_os = "linux")]
