@@ -314,12 +314,50 @@ fn message_order(s: &ItemSources) -> Vec<MessageKey> {
 /// The scorecard items in table order (copied, so that each column reads
 /// them in order), with what their name columns need: each item's metric
 /// (an index into [`ScorePlaces::metric_ids`]) and its names' place ids.
+/// Empty when the bucket has no scorecard rows.
+#[derive(Default)]
 struct SortedScore<'a> {
     items: Vec<ScoreItem<'a>>,
     metric: Vec<u32>,
     shop: Vec<u32>,
     agent: Vec<u32>,
     buyer: Vec<u32>,
+}
+
+/// One of the three name columns of the `items` table.
+#[derive(Clone, Copy)]
+enum NameCol {
+    Shop,
+    Buyer,
+    Agent,
+}
+
+impl NameCol {
+    /// A message item's name: its id in the bucket's names of the column.
+    fn of_message(self, it: &Item) -> usize {
+        (match self {
+            NameCol::Shop => it.shop,
+            NameCol::Buyer => it.buyer,
+            NameCol::Agent => it.agent,
+        }) as usize
+    }
+}
+
+impl<'a> SortedScore<'a> {
+    /// Scorecard row `t`'s name in `col`: its id in the bucket's message
+    /// names when it has one (`Ok`), else its text and place id (`Err`).
+    fn name(&self, t: u32, col: NameCol) -> Result<usize, (&'a str, u32)> {
+        let (it, t) = (&self.items[t as usize], t as usize);
+        let (id, text, place) = match col {
+            NameCol::Shop => (it.ids.map(|x| x.shop), it.shop_id, self.shop[t]),
+            NameCol::Buyer => (it.ids.map(|x| x.buyer), it.buyer_id, self.buyer[t]),
+            NameCol::Agent => (it.ids.map(|x| x.agent), it.agent_id, self.agent[t]),
+        };
+        match id {
+            Some(k) => Ok(k as usize),
+            None => Err((text, place)),
+        }
+    }
 }
 
 /// Every row in table order: the message items (already in table order)
@@ -332,9 +370,10 @@ fn table_order<'a>(
     s: &ItemSources<'a>,
     keys: &[MessageKey],
     places: Option<&ScorePlaces>,
-) -> (Vec<Row>, Option<SortedScore<'a>>) {
+) -> (Vec<Row>, SortedScore<'a>) {
     let (score, Some(p)) = (s.score.unwrap_or(&[]), places) else {
-        return ((0..keys.len() as u32).map(Row::Message).collect(), None);
+        let rows = (0..keys.len() as u32).map(Row::Message).collect();
+        return (rows, SortedScore::default());
     };
     let mut sorted: Vec<(ItemKey, u32)> = score
         .iter()
@@ -387,7 +426,7 @@ fn table_order<'a>(
             i += 1;
         }
     }
-    (out, Some(by_place))
+    (out, by_place)
 }
 
 /// `names` as one string array (each name once), whose views the name
@@ -526,10 +565,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
     let options = write_options();
     let m = s.messages;
     let item = |i: u32| &s.items[i as usize];
-    let sorted = sorted.as_ref();
-    // Only called for scorecard rows, hence `sorted`.
-    let score = |t: u32| &sorted.expect("scorecard rows").items[t as usize];
-    let ss = || sorted.expect("scorecard rows");
+    let score = |t: u32| &sorted.items[t as usize];
     let shops = name_array(m.shop_names.iter().map(String::as_str));
     let buyers = name_array(m.buyer_names.iter().map(String::as_str));
     let agents = name_array(m.agent_names.iter().map(String::as_str));
@@ -547,14 +583,6 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
             metric_ranks(s.metrics),
         ),
     };
-    // A scorecard row's name: its message-bucket id when it has one, else
-    // its text and place id.
-    fn id_or_text(id: Option<u32>, text: &str, place: u32) -> Result<usize, (&str, u32)> {
-        match id {
-            Some(k) => Ok(k as usize),
-            None => Err((text, place)),
-        }
-    }
     // One value of either kind of row.
     fn pick<T>(r: Row, msg: impl Fn(u32) -> T, sc: impl Fn(u32) -> T) -> T {
         match r {
@@ -565,42 +593,29 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
     let mut groups = Vec::new();
     for chunk in rows.chunks(ROW_GROUP_ROWS) {
         // Timestamps are mostly distinct; durations, flags and names repeat.
-        let mut columns = vec![
-            name_column(chunk, &shops, &r.shop, |row| {
-                pick(
-                    row,
-                    |i| Ok(item(i).shop as usize),
-                    |t| {
-                        let it = score(t);
-                        id_or_text(it.ids.map(|x| x.shop), it.shop_id, ss().shop[t as usize])
-                    },
-                )
-            }),
-            name_column(chunk, &buyers, &r.buyer, |row| {
-                pick(
-                    row,
-                    |i| Ok(item(i).buyer as usize),
-                    |t| {
-                        let it = score(t);
-                        id_or_text(it.ids.map(|x| x.buyer), it.buyer_id, ss().buyer[t as usize])
-                    },
-                )
-            }),
-            name_column(chunk, &agents, &r.agent, |row| {
-                pick(
-                    row,
-                    |i| Ok(item(i).agent as usize),
-                    |t| {
-                        let it = score(t);
-                        id_or_text(it.ids.map(|x| x.agent), it.agent_id, ss().agent[t as usize])
-                    },
-                )
-            }),
+        let names = [
+            (NameCol::Shop, &shops, &r.shop),
+            (NameCol::Buyer, &buyers, &r.buyer),
+            (NameCol::Agent, &agents, &r.agent),
+        ];
+        let mut columns: Vec<(Box<dyn Array>, Hint)> = names
+            .into_iter()
+            .map(|(col, dict, rank)| {
+                name_column(chunk, dict, rank, |row| {
+                    pick(
+                        row,
+                        |i| Ok(col.of_message(item(i))),
+                        |t| sorted.name(t, col),
+                    )
+                })
+            })
+            .collect();
+        columns.extend([
             name_column(chunk, &metrics, &metric_rank, |row| {
                 pick(
                     row,
                     |i| Ok(item(i).metric as usize),
-                    |t| Ok(ss().metric[t as usize] as usize),
+                    |t| Ok(sorted.metric[t as usize] as usize),
                 )
             }),
             (
@@ -641,7 +656,7 @@ pub fn encode_items(s: ItemSources) -> PolarsResult<Encoded> {
                 }),
                 Hint::Repeats,
             ),
-        ];
+        ]);
         if s.score.is_some() {
             columns.push((
                 text_column(chunk, |r| pick(r, |_| None, |j| score(j).order_id)),
